@@ -1,0 +1,1 @@
+"""Policy-gradient agents and the adversarial loop for recgym. Filled in by the agents issue."""

@@ -1,0 +1,1 @@
+"""Learned reward models (discriminators) for recgym environments. Filled in by the rewards issue."""
