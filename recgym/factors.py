@@ -90,7 +90,7 @@ class ItemFactor:
 
     def as_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The ``(n_items + 1, K)`` value table as an int64 tensor on ``device``."""
-        return torch.as_tensor(self.values, device=device)
+        return torch.tensor(self.values, dtype=torch.int64, device=device)
 
     def labels(self, items: Sequence[int] | np.ndarray) -> list[str]:
         """Human-readable value labels of ``items`` (multi values joined by ``|``)."""
@@ -192,7 +192,8 @@ def multi_factor(name: str, values: Sequence[Iterable] | np.ndarray) -> ItemFact
 def binned_factor(name: str, values: Sequence[float] | np.ndarray, n_bins: int = 10) -> ItemFactor:
     """Discretise a numeric attribute into (at most) ``n_bins`` quantile bins.
 
-    Bins are ``1..n_bins`` (fewer when quantiles coincide, e.g. many equal prices); NaN is ``0``.
+    Bins are ``1..n_bins``, right-closed (``[lo, e1], (e1, e2], ...``), fewer when quantiles
+    coincide (e.g. many equal prices); NaN is ``0``.
 
     Args:
         name: factor name.
@@ -206,14 +207,17 @@ def binned_factor(name: str, values: Sequence[float] | np.ndarray, n_bins: int =
     codes = np.zeros((len(x) + 1, 1), dtype=np.int64)
     if not finite.any():
         return ItemFactor(name=name, kind="binned", values=codes, vocab=("<unk>",), edges=None)
-    edges = np.unique(np.quantile(x[finite], np.linspace(0.0, 1.0, n_bins + 1)))
-    if len(edges) == 1:
-        edges = np.array([edges[0], edges[0]])
-    inner = edges[1:-1]
-    codes[1:, 0] = np.where(finite, np.searchsorted(inner, x, side="right") + 1, 0)
+    lo, hi = float(x[finite].min()), float(x[finite].max())
+    # Right-closed bins [lo, e1], (e1, e2], ..., (ek, hi]: a point mass (e.g. the many items
+    # with zero training interactions) gets a bin of its own instead of merging upwards.
+    inner = np.quantile(x[finite], np.linspace(0.0, 1.0, n_bins + 1), method="inverted_cdf")
+    inner = np.unique(inner[1:-1])
+    inner = inner[inner < hi]
+    edges = np.concatenate([[lo], inner, [hi]])
+    codes[1:, 0] = np.where(finite, np.searchsorted(inner, x, side="left") + 1, 0)
     vocab = ("<unk>",) + tuple(
-        f"[{lo:.4g}, {hi:.4g}{']' if i == len(edges) - 2 else ')'}"
-        for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True))
+        f"{'[' if i == 0 else '('}{a:.4g}, {b:.4g}]"
+        for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))
     )
     return ItemFactor(name=name, kind="binned", values=codes, vocab=vocab, edges=edges)
 
