@@ -29,7 +29,9 @@ def s3rec_files(name: str) -> tuple[str, str]:
     return f"{name}.txt", f"{name}_item2attributes.json"
 
 
-def load_s3rec(path: str | os.PathLike, name: str = "Beauty", *, n_bins: int = 10) -> SequenceDataset:
+def load_s3rec(
+    path: str | os.PathLike, name: str = "Beauty", *, n_bins: int = 10
+) -> SequenceDataset:
     """Load an S3-Rec Amazon dataset (e.g. Beauty: 22,363 users, 12,101 items, 198,502 events).
 
     There are no timestamps: the file order is the time order, so the dataset's timestamps are
