@@ -319,14 +319,20 @@ def gather_windows(
         ``(B, max_len)`` int64, left-padded with ``0``.
     """
     device = items.device
-    users = torch.as_tensor(users, dtype=torch.int64, device=device)
-    ends = torch.as_tensor(ends, dtype=torch.int64, device=device)
+    users, ends = (_index_tensor(x, device) for x in (users, ends))
     idx = ends.unsqueeze(1) - max_len + torch.arange(max_len, device=device)  # (B, L)
     valid = idx >= offsets[users].unsqueeze(1)
     if items.numel() == 0:
         return torch.zeros(idx.shape, dtype=torch.int64, device=device)
     gathered = items[idx.clamp(min=0, max=items.numel() - 1)]
     return torch.where(valid, gathered, torch.zeros_like(gathered))
+
+
+def _index_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device, dtype=torch.int64)
+    # A copy: dataset arrays are read-only, which torch cannot wrap without a warning.
+    return torch.tensor(np.asarray(x, dtype=np.int64), device=device)
 
 
 def k_core_filter(
