@@ -22,6 +22,7 @@ from torch import Tensor
 from recgym.device import resolve_device
 from recgym.types import PAD
 
+_TABLE_ELEMENTS = 1 << 25  # per-user logit table kept when n_users * (n_items + 1) fits 128 MB
 _CHUNK_ELEMENTS = 1 << 20  # rows per sampling chunk * (n_items + 1): stays cache-sized (4 MB)
 
 
@@ -260,10 +261,24 @@ class SyntheticUserModel:
         """``(B, n_items + 1)`` history-free logits ``a log theta + gamma q - beta z``; ``-inf``
         where ``seen`` (the no-repeat mask is folded in once, not re-applied every step).
         """
+        table = self._user_table()
+        if table is not None:  # one row gather instead of two gathers and two broadcasts
+            return table.index_select(0, user).masked_fill_(seen, float("-inf"))
+        return self._static_logits(user).masked_fill_(seen, float("-inf"))
+
+    def _static_logits(self, user: Tensor) -> Tensor:
         logits = self._log_theta[user][:, self.genre]
         logits += self.gamma[user, None] * self.popularity
         logits -= self.beta[user, None] * self.price_z
-        return logits.masked_fill_(seen, float("-inf"))
+        return logits
+
+    def _user_table(self) -> Tensor | None:
+        """All users' history-free logits, built once when it fits in 128 MB (else ``None``)."""
+        if "_table" not in self.__dict__:
+            small = self.n_users * (self.n_items + 1) <= _TABLE_ELEMENTS
+            users = torch.arange(self.n_users, device=self.device)
+            self._table = self._static_logits(users) if small else None
+        return self._table
 
     def _logits(self, base: Tensor, last: Tensor) -> Tensor:
         """Full logits: ``base`` plus the Markov and sequel terms of the newest items ``(B,)``."""
