@@ -24,7 +24,7 @@ import os
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -150,7 +150,7 @@ class RewardModel(nn.Module, ABC):
 
     @torch.no_grad()
     def reward_fn(self, state: SessionState, action: Tensor) -> RewardOutput:
-        """The ``recgym.types.RewardFn`` call: reward of ``action`` appended to ``state.history``."""
+        """The ``RewardFn`` call: reward of ``action`` appended to ``state.history``."""
         history, _ = append_items(state.history, state.length, action)
         with evaluating(self):
             reward = self.reward(history)
@@ -215,7 +215,7 @@ class RewardModel(nn.Module, ABC):
         config = getattr(self, "config", None)
         payload = {
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "config": _config_to_dict(config),
+            "config": config_to_dict(config),
             "init_kwargs": self.init_kwargs(),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
@@ -305,13 +305,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def _config_to_dict(config: Any) -> dict[str, Any]:
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A frozen dataclass config as a plain dict that `weights_only=True` loading accepts."""
     if config is None:
         return {}
     if not is_dataclass(config):
         raise TypeError(f"config must be a dataclass; got {type(config).__name__}")
-    out = asdict(config)
     # weights_only loading accepts only plain containers: store tuples as lists.
-    return {
-        f.name: list(v) if isinstance(v, tuple) else v for f, v in zip(fields(config), out.values())
-    }
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
