@@ -29,16 +29,6 @@ def make_model(table: ItemFactors, seed: int = 0, **overrides) -> MultiFactorDis
     return MultiFactorDiscriminator(config, table, seed=seed).eval()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors gain nothing from threads, and on a shared, loaded machine OpenMP's
-    # oversubscription makes them 10-30x slower; restore the setting afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def model(tiny_dataset) -> MultiFactorDiscriminator:
     return make_model(tiny_dataset.factors)
