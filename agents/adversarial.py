@@ -1,0 +1,474 @@
+"""Adversarial training of a next-item policy against a learned reward model.
+
+Algorithm 1 of MFGAN (and its EB-SeqGAN twin with an energy model and ``maxent=True``):
+
+1. pre-train the policy by MLE (``agents.mle.MLETrainer``);
+2. pre-train the reward model on real training sequences vs policy-generated negatives
+   (``rewards.pretrain_discriminator``);
+3. for each round: ``g_steps`` policy-gradient updates on rollouts that continue real prefixes,
+   rewarded by the current reward model (it *is* the env's ``RewardFn``, so any
+   ``RewardModel`` swaps in), then ``d_steps`` reward-model updates on real training sequences
+   vs freshly generated ones.
+
+Every round is logged (TensorBoard, a tqdm bar, and the tidy frame :meth:`train` returns) and
+checkpointed; :meth:`AdversarialTrainer.resume` continues an interrupted run so that it ends
+with exactly the weights an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from agents.checkpoint import (
+    draw_seed,
+    forked_global_rng,
+    load_checkpoint,
+    make_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from agents.mle import MLEConfig, MLETrainer
+from agents.policy import SequencePolicy
+from agents.quality import catalogue_coverage, gini, oracle_continuation_loglik
+from agents.reinforce import (
+    BASELINES,
+    PGConfig,
+    PolicyGradientTrainer,
+    check_float,
+    check_int,
+    sample_continuations,
+)
+from recgym.device import resolve_device
+from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.errors import RecGymError
+from recgym.evaluation import evaluate
+from recgym.splits import Split
+from rewards.base import REWARD_FORMS, RewardModel, config_to_dict
+from rewards.negatives import ContinuationSampler, real_sequences
+from rewards.pretrain import PretrainConfig, pretrain_discriminator
+from rewards.wrappers import RewardFormWrapper
+
+Negatives = Literal["continuation", "replace_last"]
+# Fields that may change between an interrupted run and its resumption.
+_RESUMABLE = ("n_rounds", "eval_every", "checkpoint_dir", "log_dir", "progress")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdversarialConfig:
+    """Settings of :class:`AdversarialTrainer`.
+
+    Attributes:
+        n_rounds: adversarial rounds (one round = ``g_steps`` then ``d_steps``).
+        g_steps: policy-gradient updates per round.
+        d_steps: reward-model updates per round.
+        pretrain_policy_epochs: MLE epochs before the rounds (``0`` = policy already trained).
+        pretrain_reward_epochs: reward-model pre-training epochs (``0`` = none).
+        eval_every: rounds between validation rankings (the last round is always evaluated).
+        rollout_batch_size: sessions per policy-gradient rollout.
+        horizon: steps per rollout (items generated after each real prefix).
+        max_len: history window of the env, the real sequences and the evaluation.
+        d_batch_size: real (and as many fake) sequences per reward-model update.
+        negatives: fakes for the reward model: ``"continuation"`` (the newest ``k`` items of a
+            real sequence replaced by a policy continuation, ``k`` uniform in ``1..horizon``
+            per update) or ``"replace_last"`` (``k = 1``: the last item a policy sample).
+        reward_form: read the reward model's logits with another form (``None`` = its own).
+        policy_lr: Adam learning rate of the policy gradient.
+        disc_lr: Adam learning rate of the reward-model updates.
+        gamma, baseline, entropy_coef, mle_coef, mc_rollouts, maxent, alpha, exclude_seen,
+            max_grad_norm: the policy gradient's settings (see ``agents.reinforce.PGConfig``).
+        n_eval_users: real prefixes for the oracle continuation log-likelihood.
+        eval_batch_size: targets ranked at once during validation.
+        seed: seeds everything (generators, env resets, dropout, pre-training).
+        checkpoint_dir: write ``last.pt`` every round and ``best.pt`` (by validation NDCG@10).
+        log_dir: TensorBoard directory (``None`` = no TensorBoard).
+        progress: show a tqdm bar over rounds.
+    """
+
+    n_rounds: int = 10
+    g_steps: int = 1
+    d_steps: int = 1
+    pretrain_policy_epochs: int = 0
+    pretrain_reward_epochs: int = 0
+    eval_every: int = 1
+    rollout_batch_size: int = 256
+    horizon: int = 5
+    max_len: int = 50
+    d_batch_size: int = 256
+    negatives: Negatives = "continuation"
+    reward_form: str | None = None
+    policy_lr: float = 1e-4
+    disc_lr: float = 1e-4
+    gamma: float = 1.0
+    baseline: str = "batch_mean"
+    entropy_coef: float = 0.0
+    mle_coef: float = 0.0
+    mc_rollouts: int = 0
+    maxent: bool = False
+    alpha: float = 0.01
+    exclude_seen: bool = False
+    max_grad_norm: float | None = 1.0
+    n_eval_users: int = 512
+    eval_batch_size: int = 1024
+    seed: int = 0
+    checkpoint_dir: str | None = None
+    log_dir: str | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        positive = ("n_rounds", "g_steps", "d_steps", "eval_every", "rollout_batch_size")
+        positive += ("horizon", "max_len", "d_batch_size", "n_eval_users", "eval_batch_size")
+        for name in positive:
+            check_int(self, name, 1)
+        for name in ("pretrain_policy_epochs", "pretrain_reward_epochs", "seed"):
+            check_int(self, name, 0)
+        for name in ("policy_lr", "disc_lr"):
+            check_float(self, name, positive=True)
+        if self.negatives not in ("continuation", "replace_last"):
+            raise ValueError(
+                f"AdversarialConfig.negatives must be 'continuation' or 'replace_last'; "
+                f"got {self.negatives!r}"
+            )
+        if self.reward_form is not None and self.reward_form not in REWARD_FORMS:
+            raise ValueError(
+                f"AdversarialConfig.reward_form must be None or one of {REWARD_FORMS}; "
+                f"got {self.reward_form!r}"
+            )
+        if self.baseline not in BASELINES:
+            raise ValueError(f"AdversarialConfig.baseline must be one of {BASELINES}")
+        self.pg_config  # noqa: B018 - validates the policy-gradient fields
+
+    @property
+    def pg_config(self) -> PGConfig:
+        """The policy-gradient settings of the g-steps."""
+        return PGConfig(
+            n_steps=self.horizon, batch_size=self.rollout_batch_size, gamma=self.gamma,
+            baseline=self.baseline, entropy_coef=self.entropy_coef, lr=self.policy_lr,
+            max_grad_norm=self.max_grad_norm, mle_coef=self.mle_coef,
+            mc_rollouts=self.mc_rollouts, maxent=self.maxent, alpha=self.alpha,
+            exclude_seen=self.exclude_seen,
+        )  # fmt: skip
+
+
+class PolicyNegatives:
+    """Fakes from real sequences: the newest ``k`` items replaced by a policy continuation.
+
+    ``k`` is drawn uniformly in ``1..max_steps`` per call from the given generator, so the
+    reward model sees fakes with as many generated items as the g-step rollouts produce.
+    """
+
+    def __init__(self, policy: SequencePolicy, max_steps: int, *, exclude_seen: bool) -> None:
+        self.policy, self.max_steps, self.exclude_seen = policy, max_steps, exclude_seen
+
+    def _generate(self, prefix: Tensor, n_steps: int, generator: torch.Generator) -> Tensor:
+        return sample_continuations(
+            self.policy, prefix, n_steps, generator, exclude_seen=self.exclude_seen
+        )
+
+    def sample(self, real: Tensor, generator: torch.Generator) -> Tensor:
+        """``(B, L)`` fakes of ``(B, L)`` real sequences."""
+        k = 1 + int(torch.randint(self.max_steps, (1,), generator=generator, device=real.device))
+        return ContinuationSampler(self._generate, k).sample(real, generator)
+
+
+# ----------------------------------------------------------------------------- steps
+def discriminator_step(
+    reward_model: RewardModel,
+    real_pool: Tensor,
+    sampler: PolicyNegatives,
+    *,
+    batch_size: int,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """One ``reward_model.update`` on a random batch of real sequences vs fresh fakes."""
+    rows = rng.choice(len(real_pool), size=min(batch_size, len(real_pool)), replace=False)
+    real = real_pool[torch.as_tensor(rows, device=real_pool.device)]
+    return reward_model.update(real, sampler.sample(real, generator))
+
+
+def validation_metrics(
+    policy: SequencePolicy, split: Split, *, max_len: int, batch_size: int, device: torch.device
+) -> dict[str, float]:
+    """Validation HR@10 and NDCG@10 under full ranking (``recgym.evaluate``)."""
+    frame = evaluate(
+        policy, split, "valid", protocols=("full",), ks=(10,), max_len=max_len,
+        batch_size=batch_size, device=device,
+    )  # fmt: skip
+    values = frame.set_index(["metric", "k"])["value"]
+    return {"eval/HR@10": float(values[("HR", 10)]), "eval/NDCG@10": float(values[("NDCG", 10)])}
+
+
+def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Key-wise mean of metric dicts."""
+    return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]} if rows else {}
+
+
+# ----------------------------------------------------------------------------- the trainer
+class AdversarialTrainer:
+    """Alternate policy-gradient and reward-model updates (see the module docstring).
+
+    Args:
+        policy: the generator; trained in place on ``device``.
+        reward_model: the discriminator / energy; trained in place, and the env's reward.
+        split: real sequences (train segments), prefixes, and validation targets.
+        config: the settings.
+        device: where everything runs.
+        user_model: a known user model (synthetic data): also log the oracle continuation
+            log-likelihood of the policy every evaluation.
+        mle_config: settings of the MLE pre-training (its ``epochs`` come from
+            ``config.pretrain_policy_epochs``).
+        pretrain_config: settings of the reward pre-training (``epochs`` from the config).
+    """
+
+    def __init__(
+        self,
+        policy: SequencePolicy,
+        reward_model: RewardModel,
+        split: Split,
+        config: AdversarialConfig | None = None,
+        *,
+        device: torch.device | str = "cpu",
+        user_model: Any | None = None,
+        mle_config: MLEConfig | None = None,
+        pretrain_config: PretrainConfig | None = None,
+    ) -> None:
+        self.config = c = AdversarialConfig() if config is None else config
+        _check_components(policy, reward_model, split, c)
+        self.device = resolve_device(device)
+        self.policy, self.reward_model, self.split = policy.to(self.device), reward_model, split
+        reward_model.to(self.device)
+        reward_model.configure_optimizer(lr=c.disc_lr)
+        self.user_model = None if user_model is None else user_model.to(self.device)
+        self.mle_config, self.pretrain_config = mle_config, pretrain_config
+        reward_fn = (
+            reward_model
+            if c.reward_form is None
+            else RewardFormWrapper(reward_model, c.reward_form)
+        )
+        env_config = EnvConfig(max_len=c.max_len, horizon=c.horizon, stage="train", start="random")
+        env = BatchedRecEnv(
+            split, reward_fn, env_config, batch_size=c.rollout_batch_size, device=self.device,
+            seed=c.seed,
+        )  # fmt: skip
+        self.pg = PolicyGradientTrainer(
+            policy, env, c.pg_config, device=self.device, seed=c.seed, reward_model=reward_fn
+        )
+        min_len = c.horizon + 1 if c.negatives == "continuation" else 2
+        self.real_pool = real_sequences(split, c.max_len, min_len=min_len, device=self.device)
+        if len(self.real_pool) == 0:
+            raise ValueError(f"no training sequence has >= {min_len} items; lower horizon")
+        steps = c.horizon if c.negatives == "continuation" else 1
+        self.negatives = PolicyNegatives(policy, steps, exclude_seen=c.exclude_seen)
+        self.generator = torch.Generator(device=self.device).manual_seed(c.seed + 1)
+        self.rng = np.random.default_rng(c.seed)
+        self.round, self.best_metric, self.pretrained = 0, -math.inf, False
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> pd.DataFrame:
+        """Pre-train (once), then run the remaining rounds; returns one row per round."""
+        c = self.config
+        if not self.pretrained:
+            self.pretrain()
+        writer = _summary_writer(c.log_dir)
+        bar = _progress(self.round, c.n_rounds, c.progress)
+        try:
+            while self.round < c.n_rounds:
+                tic = time.perf_counter()
+                g_metrics = mean_metrics([self.pg.step() for _ in range(c.g_steps)])
+                with forked_global_rng(draw_seed(self.generator), self.device):  # dropout
+                    d_metrics = mean_metrics([self._d_step() for _ in range(c.d_steps)])
+                self.round += 1
+                row = {"round": self.round, **g_metrics, **d_metrics, **self.rollout_metrics()}
+                if self.round % c.eval_every == 0 or self.round == c.n_rounds:
+                    row.update(self.evaluate())
+                row["time/round_s"] = time.perf_counter() - tic
+                self._end_round(row, writer)
+                bar.update(1)
+                bar.set_postfix({k: f"{row[k]:.4f}" for k in ("reward/mean", "disc/auc")})
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        return self.frame()
+
+    def pretrain(self) -> None:
+        """MLE for the policy, then real-vs-generated pre-training of the reward model."""
+        c = self.config
+        if c.pretrain_policy_epochs:
+            max_len = min(c.max_len, self.policy.max_len)
+            base = self.mle_config or MLEConfig(seed=c.seed, max_len=max_len)
+            mle = dataclasses.replace(base, epochs=c.pretrain_policy_epochs)
+            MLETrainer(self.policy, self.split, mle, device=self.device).fit()
+        if c.pretrain_reward_epochs:
+            base = self.pretrain_config or PretrainConfig(seed=c.seed, batch_size=c.d_batch_size)
+            config = dataclasses.replace(base, epochs=c.pretrain_reward_epochs)
+            pretrain_discriminator(
+                self.reward_model, self.real_pool, self.negatives, config, device=self.device
+            )
+            self.reward_model.configure_optimizer(lr=c.disc_lr)  # fresh Adam for the rounds
+        self.pretrained = True
+        self.save(self._path("last.pt"))
+
+    def _d_step(self) -> dict[str, float]:
+        return discriminator_step(
+            self.reward_model, self.real_pool, self.negatives,
+            batch_size=self.config.d_batch_size, rng=self.rng, generator=self.generator,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ metrics
+    def rollout_metrics(self) -> dict[str, float]:
+        """Catalogue coverage and Gini of the last g-step rollout's recommendations."""
+        actions = self.pg.last_rollout.actions
+        n_items = self.policy.n_items
+        return {
+            "rollout/coverage": catalogue_coverage(actions, n_items),
+            "rollout/gini": gini(actions, n_items),
+        }
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation HR@10/NDCG@10 and, with a user model, the oracle log-likelihood."""
+        c = self.config
+        metrics = validation_metrics(
+            self.policy, self.split, max_len=c.max_len, batch_size=c.eval_batch_size,
+            device=self.device,
+        )  # fmt: skip
+        if self.user_model is not None:
+            metrics["eval/oracle_loglik"] = oracle_continuation_loglik(
+                self.policy, self.user_model, self.split, n_steps=c.horizon,
+                n_users=c.n_eval_users, max_len=c.max_len, seed=c.seed,
+                exclude_seen=c.exclude_seen,
+            )  # fmt: skip
+        return metrics
+
+    def frame(self) -> pd.DataFrame:
+        """The per-round metrics so far as a tidy frame (one row per round)."""
+        return pd.DataFrame(self.history)
+
+    def _end_round(self, row: dict[str, float], writer: Any) -> None:
+        self.history.append(row)
+        if writer is not None:
+            for key, value in row.items():
+                if "/" in key and math.isfinite(value):
+                    writer.add_scalar(key, value, self.round)
+        ndcg = row.get("eval/NDCG@10", -math.inf)
+        if ndcg > self.best_metric:
+            self.best_metric = ndcg
+            self.save(self._path("best.pt"))
+        self.save(self._path("last.pt"))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _path(self, name: str) -> Path | None:
+        return (
+            None if self.config.checkpoint_dir is None else Path(self.config.checkpoint_dir) / name
+        )
+
+    def _parts(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "reward_model": self.reward_model,
+            "optimizers": {"policy": self.pg.optimizer, "reward": self.reward_model.optimizer},
+            "generators": {"policy": self.pg.generator, "disc": self.generator},
+            "numpy_rng": self.rng,
+        }
+
+    def save(self, path: str | Path | None) -> Path | None:
+        """Write an exact-resume checkpoint (no-op for ``None``)."""
+        if path is None:
+            return None
+        extra = {
+            "config": config_to_dict(self.config),
+            "n_updates": self.pg.n_updates,
+            "pretrained": self.pretrained,
+            "history": [dict(row) for row in self.history],
+        }
+        checkpoint = make_checkpoint(
+            **self._parts(), round=self.round, best_metric=self.best_metric, extra=extra
+        )
+        return save_checkpoint(path, checkpoint)
+
+    def load(self, path: str | Path) -> None:
+        """Restore a checkpoint written by :meth:`save` into this trainer (in place).
+
+        Raises:
+            ValueError: the checkpoint's config differs in a field that changes the run.
+            RecGymError: mismatched models, optimisers or generators.
+        """
+        checkpoint = load_checkpoint(path)
+        saved, current = checkpoint["extra"].get("config", {}), config_to_dict(self.config)
+        changed = sorted(k for k in current if k not in _RESUMABLE and saved.get(k) != current[k])
+        if changed:
+            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+            raise ValueError(
+                f"cannot resume {str(path)!r} with a different config ({diffs}); only "
+                f"{list(_RESUMABLE)} may change"
+            )
+        restore_checkpoint(checkpoint, **self._parts())
+        self.round, self.best_metric = int(checkpoint["round"]), float(checkpoint["best_metric"])
+        self.pg.n_updates = int(checkpoint["extra"]["n_updates"])
+        self.pretrained = bool(checkpoint["extra"]["pretrained"])
+        self.history = [dict(row) for row in checkpoint["extra"]["history"]]
+
+    @classmethod
+    def resume(
+        cls,
+        path: str | Path,
+        policy: SequencePolicy,
+        reward_model: RewardModel,
+        split: Split,
+        config: AdversarialConfig,
+        **kwargs: Any,
+    ) -> AdversarialTrainer:
+        """A trainer restored from ``path``; :meth:`train` then continues where it stopped.
+
+        ``policy`` and ``reward_model`` must be built like the interrupted run's (their
+        weights, optimisers and every generator come from the checkpoint); ``kwargs`` are the
+        constructor's keyword arguments (``device``, ``user_model``, ...).
+        """
+        trainer = cls(policy, reward_model, split, config, **kwargs)
+        trainer.load(path)
+        return trainer
+
+
+# ----------------------------------------------------------------------------- helpers
+def _check_components(policy: object, reward_model: object, split: object, config: object) -> None:
+    if not isinstance(policy, SequencePolicy):
+        raise TypeError(f"policy must be an agents.SequencePolicy; got {type(policy).__name__}")
+    if not isinstance(reward_model, RewardModel):
+        raise TypeError(
+            f"reward_model must be a rewards.RewardModel; got {type(reward_model).__name__}"
+        )
+    if not isinstance(split, Split):
+        raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
+    if not isinstance(config, AdversarialConfig):
+        raise TypeError(f"config must be an AdversarialConfig; got {type(config).__name__}")
+    n_items = split.dataset.n_items
+    if policy.n_items != n_items or reward_model.n_items != n_items:
+        raise RecGymError(
+            f"policy (n_items={policy.n_items}) and reward model (n_items={reward_model.n_items}) "
+            f"must match the dataset's n_items={n_items}"
+        )
+
+
+def _summary_writer(log_dir: str | None) -> Any:
+    if log_dir is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def _progress(start: int, total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="adversarial", unit="round", disable=not enabled)

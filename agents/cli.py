@@ -1,0 +1,526 @@
+"""The ``recgym`` command line, with training: ``train``, ``evaluate CKPT`` and ``rollout CKPT``.
+
+``recgym train`` (no arguments) is the main job: on the embedded synthetic data it pre-trains a
+SASRec policy by maximum likelihood, runs a short adversarial MFGAN phase against multi-factor
+discriminators, and prints leave-one-out test metrics (full ranking and uniform-100) of both
+next to the popularity baseline and the true user model (the oracle)::
+
+    recgym train                                   # ~2-3 min on 2 CPU cores
+    recgym train mle --data ml-100k --epochs 50 --out runs/ml100k
+    recgym train ebgan --config my.toml --device cuda
+    recgym evaluate runs/mfgan/checkpoint.pt
+    recgym rollout runs/mfgan/checkpoint.pt --user 3 --steps 10
+
+Algorithms: ``mle`` (SASRec/GRU4Rec by maximum likelihood), ``sao`` (then APR/SAO adversarial
+embedding perturbations), ``reinforce`` (then REINFORCE on the true user model's log-likelihood
+for synthetic data, on logged-item hits otherwise), ``mfgan`` / ``ebgan`` (then adversarial
+rounds against a multi-factor / energy discriminator). Every setting lives in a frozen config
+dataclass; a ``--config`` TOML (or YAML) file sets them per section (``[sasrec]``, ``[mle]``,
+``[adversarial]``, ... see :data:`agents.config_io.SECTIONS`) and flags override the file.
+
+``recgym demo``, ``recgym data`` and ``recgym evaluate popularity|random`` are handled by
+:func:`recgym.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from agents.config_io import (
+    ALGOS,
+    MODELS,
+    RunSettings,
+    build_config,
+    load_config_file,
+    resolve_settings,
+)
+from recgym.cli import main as recgym_main
+from recgym.cli import summary_table
+from recgym.data import SequenceDataset
+from recgym.device import resolve_device
+from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.errors import RecGymError
+from recgym.evaluation import evaluate
+from recgym.recommenders import PopularityRecommender
+from recgym.reference import HitReward, OracleReward
+from recgym.splits import Split, leave_one_out
+from recgym.synthetic import SyntheticConfig, make_synthetic
+from rewards.base import atomic_torch_save, config_to_dict
+
+CHECKPOINT_FORMAT = "recgym.agents.cli/1"
+TEST_PROTOCOLS = ("full", "uniform-100")
+POLICY_CLASSES = {"sasrec": "agents.sasrec:SASRecPolicy", "gru": "agents.gru:GRUPolicy"}
+REWARD_CLASSES = {
+    "rewards.multifactor.MultiFactorDiscriminator": "rewards.multifactor:MultiFactorDiscriminator",
+    "rewards.energy.EnergyDiscriminator": "rewards.energy:EnergyDiscriminator",
+}
+"""The only classes a checkpoint may name (``weights_only`` loading never runs pickled code)."""
+LABELS = {"sasrec": "SASRec", "gru": "GRU4Rec"}
+REFERENCE_MODELS = ("popularity", "random")
+"""``recgym evaluate <name>`` evaluates a reference recommender (``recgym.cli``)."""
+
+
+# ---------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class RunData:
+    """A run's data: the dataset, its leave-one-out split and (synthetic) the true user model.
+
+    Attributes:
+        spec: how to rebuild it (stored in checkpoints): ``name``, ``data_dir``, ``download``,
+            ``seed`` and ``synthetic`` (the generator's config as a dict, or ``None``).
+    """
+
+    dataset: SequenceDataset
+    split: Split
+    user_model: Any | None
+    spec: dict[str, Any]
+
+
+def load_run_data(
+    spec: Mapping[str, Any], synthetic: Any = None, *, device: torch.device | str = "cpu"
+) -> RunData:
+    """Generate (``"synthetic"``) or load the data of ``spec``; split it leave-one-out.
+
+    Args:
+        spec: ``name`` (``"synthetic"``, a dataset name or a path), ``data_dir``,
+            ``download`` and ``seed`` (of the synthetic generator).
+        synthetic: a ``SyntheticConfig`` or its dict (``None`` = defaults).
+        device: where the synthetic user model goes (the data stay on the CPU).
+    """
+    name, spec = spec["name"], dict(spec)
+    if name == "synthetic":
+        config = synthetic if isinstance(synthetic, SyntheticConfig) else None
+        if config is None:
+            config = build_config(SyntheticConfig, synthetic or {}, section="synthetic")
+        data = make_synthetic(config, seed=int(spec["seed"]))
+        spec["synthetic"] = config_to_dict(config)
+        user_model = data.user_model.to(device)
+        return RunData(data.dataset, leave_one_out(data.dataset), user_model, spec)
+    from recgym.datasets import load_dataset
+
+    if Path(name).expanduser().exists():  # a path: store it absolute for later commands
+        spec["name"] = name = str(Path(name).expanduser().resolve())
+    dataset = load_dataset(name, data_dir=spec.get("data_dir"), download=bool(spec.get("download")))
+    spec["synthetic"] = None
+    return RunData(dataset, leave_one_out(dataset), None, spec)
+
+
+# ---------------------------------------------------------------------- train
+def run_train(args: argparse.Namespace) -> None:
+    """Train a policy, print the test-metrics table and write the checkpoint."""
+    start = time.perf_counter()
+    file = load_config_file(args.config) if args.config else {}
+    settings = resolve_settings(file, vars(args), source=args.config or "")
+    run = settings.train
+    device = resolve_device(run.device)
+    print(f"== recgym train {run.algo}: data={run.data}, model={run.model}, seed={run.seed}, "
+          f"device={device}, out={settings.out_dir}")  # fmt: skip
+    tic = time.perf_counter()
+    data = load_run_data(settings.data_spec(), settings.configs["synthetic"], device=device)
+    print(f"== data: {data.dataset} ({time.perf_counter() - tic:.1f} s)")
+    frames, quality = reference_metrics(data, settings, device)
+    policy = build_policy(settings, data.dataset.n_items).to(device)
+    label, histories, reward_model = LABELS[run.model], {}, None
+    histories["mle"] = _timed("MLE", mle_phase, policy, data, settings, device)
+    _policy_metrics(f"{label} MLE", policy, data, settings, device, frames, quality)
+    if run.algo != "mle":
+        phase = PHASES[run.algo]
+        histories[run.algo], reward_model = _timed(
+            run.algo.upper(), phase, policy, data, settings, device
+        )
+        _policy_metrics(f"{label} {run.algo.upper()}", policy, data, settings, device, frames,
+                        quality)  # fmt: skip
+    table = summary_table(frames)
+    note = f"leave-one-out, all {data.split.n_targets('test')} users, pessimistic ties"
+    if quality:
+        table[("generation", "oracle loglik")] = pd.Series(quality)
+        note += "; oracle loglik = true mean log p of generated 5-item continuations"
+    print(f"\n== test metrics: {note}")
+    print(table.round(4).to_string())
+    final = frames[list(frames)[-1]]
+    path = save_run(settings, data, policy, reward_model, final, histories)
+    print(f"\nwrote {path} ({time.perf_counter() - start:.1f} s in all)")
+    print(f"next: recgym evaluate {path}  |  recgym rollout {path} --user 0 --steps 10")
+
+
+def _timed(name: str, phase, *args):
+    tic = time.perf_counter()
+    result = phase(*args)
+    print(f"== {name} done ({time.perf_counter() - tic:.1f} s)")
+    return result
+
+
+def build_policy(settings: RunSettings, n_items: int):
+    """The policy network of the run, its weights drawn from ``seed`` (global RNG forked)."""
+    from agents.checkpoint import forked_global_rng
+
+    cls = _import(POLICY_CLASSES[settings.train.model])
+    with forked_global_rng(settings.train.seed):
+        return cls(settings.model_config, n_items=n_items)
+
+
+def mle_phase(policy, data: RunData, settings: RunSettings, device) -> pd.DataFrame:
+    """Maximum-likelihood (pre-)training with early stopping on validation NDCG@10."""
+    from agents.mle import MLETrainer
+
+    result = MLETrainer(policy, data.split, settings.configs["mle"], device=device).fit()
+    return result.history
+
+
+def sao_phase(policy, data: RunData, settings: RunSettings, device):
+    """APR / SAO: more MLE epochs under adversarial embedding perturbations."""
+    from agents.mle import MLETrainer
+
+    epochs = settings.train.rounds or 3
+    config = dataclasses.replace(settings.configs["mle"], epochs=epochs)
+    perturbation = settings.configs["perturbation"]
+    trainer = MLETrainer(policy, data.split, config, device=device, perturbation=perturbation)
+    return trainer.fit().history, None
+
+
+def reinforce_phase(policy, data: RunData, settings: RunSettings, device):
+    """REINFORCE on the true user's log-likelihood (synthetic) or logged-item hits."""
+    from agents.reinforce import PolicyGradientTrainer
+
+    pg, seed = settings.configs["reinforce"], settings.train.seed
+    reward_fn = HitReward() if data.user_model is None else OracleReward(data.user_model)
+    config = EnvConfig(max_len=policy.max_len, horizon=pg.n_steps, stage="train", start="random")
+    env = BatchedRecEnv(data.split, reward_fn, config, batch_size=pg.batch_size, device=device,
+                        seed=seed)  # fmt: skip
+    trainer = PolicyGradientTrainer(policy, env, pg, device=device, seed=seed)
+    rows = [{"update": i + 1, **trainer.step()} for i in range(settings.train.rounds or 20)]
+    return pd.DataFrame(rows), None
+
+
+def adversarial_phase(policy, data: RunData, settings: RunSettings, device):
+    """MFGAN / EB-SeqGAN rounds against a multi-factor / energy reward model."""
+    from agents.adversarial import AdversarialTrainer
+
+    configs, seed = settings.configs, settings.train.seed
+    if settings.train.algo == "mfgan":
+        from rewards.multifactor import MultiFactorDiscriminator
+
+        factors = data.split.factors()
+        reward_model = MultiFactorDiscriminator(configs["multifactor"], factors, seed=seed)
+    else:
+        from rewards.energy import EnergyDiscriminator
+
+        n_items = data.dataset.n_items
+        reward_model = EnergyDiscriminator(configs["energy"], n_items=n_items, seed=seed)
+    adversarial = configs["adversarial"]
+    if adversarial.checkpoint_dir is None:
+        adversarial = dataclasses.replace(
+            adversarial, checkpoint_dir=str(settings.out_dir / "adversarial")
+        )
+    trainer = AdversarialTrainer(
+        policy, reward_model.to(device), data.split, adversarial, device=device,
+        user_model=data.user_model, mle_config=configs["mle"], pretrain_config=configs["pretrain"],
+    )  # fmt: skip
+    return trainer.train(), reward_model
+
+
+PHASES = {
+    "sao": sao_phase,
+    "reinforce": reinforce_phase,
+    "mfgan": adversarial_phase,
+    "ebgan": adversarial_phase,
+}
+
+
+def reference_metrics(data: RunData, settings: RunSettings, device) -> tuple[dict, dict]:
+    """Test metrics of popularity and (synthetic) the true user model."""
+    frames: dict[str, pd.DataFrame] = {}
+    quality: dict[str, float] = {}
+    popularity = PopularityRecommender.fit(data.split, device=device)
+    _policy_metrics("popularity", popularity, data, settings, device, frames, quality)
+    if data.user_model is not None:
+        _policy_metrics("oracle (true user)", data.user_model, data, settings, device, frames,
+                        quality)  # fmt: skip
+    return frames, quality
+
+
+def _policy_metrics(name, policy, data: RunData, settings, device, frames, quality) -> None:
+    max_len = settings.model_config.max_len
+    frames[name] = evaluate(
+        policy, data.split, "test", protocols=TEST_PROTOCOLS, ks=(10,), max_len=max_len,
+        device=device, seed=settings.train.seed,
+    )  # fmt: skip
+    if data.user_model is not None:
+        from agents.quality import oracle_continuation_loglik
+
+        quality[name] = oracle_continuation_loglik(
+            policy, data.user_model, data.split, n_steps=5, max_len=max_len,
+            seed=settings.train.seed,
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------------- checkpoints
+def save_run(settings, data: RunData, policy, reward_model, metrics, histories) -> Path:
+    """Write ``<out>/checkpoint.pt`` atomically, plus ``metrics.csv`` and ``history_*.csv``."""
+    out = settings.out_dir
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "algo": settings.train.algo,
+        "policy_name": LABELS[settings.train.model],
+        "model": settings.train.model,
+        "data": data.spec,
+        "policy": module_payload(policy),
+        "reward_model": None if reward_model is None else module_payload(reward_model),
+        "configs": {"train": config_to_dict(settings.train)}
+        | {name: config_to_dict(c) for name, c in settings.configs.items()},
+        "metrics": {
+            f"{r.protocol}/{r.metric}" + ("" if pd.isna(r.k) else f"@{int(r.k)}"): float(r.value)
+            for r in metrics.itertuples()
+        },
+    }
+    path = atomic_torch_save(payload, out / "checkpoint.pt")
+    metrics.to_csv(out / "metrics.csv", index=False)
+    for name, history in histories.items():
+        history.to_csv(out / f"history_{name}.csv", index=False)
+    return path
+
+
+def module_payload(module) -> dict[str, Any]:
+    """A model as plain data: class name, config dict, constructor kwargs and CPU weights."""
+    return {
+        "class": f"{type(module).__module__}.{type(module).__qualname__}",
+        "config": config_to_dict(getattr(module, "config", None)),
+        "init_kwargs": module.init_kwargs(),
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+    }
+
+
+def load_run(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``recgym train`` checkpoint with ``weights_only=True`` and check its format."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r}; write one with `recgym train`")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
+        raise RecGymError(f"cannot read checkpoint {str(path)!r}: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise RecGymError(
+            f"{str(path)!r} is not a `recgym train` checkpoint (format {CHECKPOINT_FORMAT}); "
+            "policies saved with SequencePolicy.save load with that class's .load"
+        )
+    return payload
+
+
+def rebuild_policy(entry: Mapping[str, Any], *, device: torch.device):
+    """The policy of a checkpoint entry (only the classes of :data:`POLICY_CLASSES`)."""
+    allowed = {v.replace(":", "."): v for v in POLICY_CLASSES.values()}
+    return _rebuild(entry, allowed, device)
+
+
+def rebuild_reward_model(entry: Mapping[str, Any], *, device: torch.device):
+    """The reward model of a checkpoint entry (only the classes of :data:`REWARD_CLASSES`)."""
+    return _rebuild(entry, REWARD_CLASSES, device)
+
+
+def _rebuild(entry: Mapping[str, Any], allowed: Mapping[str, str], device: torch.device):
+    name = entry.get("class")
+    if name not in allowed:
+        raise RecGymError(f"checkpoint holds a {name!r}; expected one of {sorted(allowed)}")
+    cls = _import(allowed[name])
+    config = build_config(cls.config_class, entry["config"], section=name)
+    model = cls(config, **entry["init_kwargs"])
+    try:
+        model.load_state_dict(entry["state_dict"])
+    except RuntimeError as err:
+        raise RecGymError(f"checkpoint weights do not fit {name}: {err}") from err
+    return model.to(device).eval()
+
+
+def _import(target: str):
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# ---------------------------------------------------------------------- evaluate
+def run_evaluate(args: argparse.Namespace) -> None:
+    """Evaluate a checkpoint's policy on a split stage; print a metric x protocol table."""
+    checkpoint = load_run(args.checkpoint)
+    data = _checkpoint_data(checkpoint, args)
+    device = resolve_device(args.device)
+    policy = rebuild_policy(checkpoint["policy"], device=device)
+    _check_items(policy.n_items, data, args.checkpoint)
+    tic = time.perf_counter()
+    frame = evaluate(
+        policy, data.split, args.stage, protocols=args.protocols, ks=args.ks,
+        max_len=policy.max_len, device=device, seed=args.seed,
+    )  # fmt: skip
+    name = f"{checkpoint['policy_name']} ({checkpoint['algo']})"
+    elapsed = time.perf_counter() - tic
+    print(f"== {name} on {data.dataset.name}, stage {args.stage} ({elapsed:.1f} s)")
+    labels = frame["metric"] + frame["k"].map(lambda k: "" if pd.isna(k) else f"@{int(k)}")
+    table = frame.assign(metric=labels).pivot(index="metric", columns="protocol", values="value")
+    print(table.loc[labels.unique(), list(dict.fromkeys(frame["protocol"]))].round(4).to_string())
+
+
+# ---------------------------------------------------------------------- rollout
+def run_rollout(args: argparse.Namespace) -> None:
+    """Roll a checkpoint's policy out for one user; print the items and per-factor rewards."""
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1; got {args.steps}")
+    checkpoint = load_run(args.checkpoint)
+    data = _checkpoint_data(checkpoint, args)
+    device = resolve_device(args.device)
+    policy = rebuild_policy(checkpoint["policy"], device=device)
+    _check_items(policy.n_items, data, args.checkpoint)
+    reward_fn, reward_name = _rollout_reward(checkpoint, data, device)
+    config = EnvConfig(max_len=policy.max_len, horizon=args.steps, stage="test", start="history")
+    env = BatchedRecEnv(data.split, reward_fn, config, batch_size=1, device=device, seed=args.seed)
+    if not 0 <= args.user < data.dataset.n_users:
+        raise ValueError(f"--user must be a user index in [0, {data.dataset.n_users - 1}]")
+    env.reset(users=torch.tensor([args.user]))
+    generator = torch.Generator(device=env.device).manual_seed(args.seed)
+    history = env.state.history[0]
+    raw = data.dataset.item_ids
+    shown = [str(raw[i]) for i in history[history > 0].tolist()[-10:]]
+    print(f"== user {args.user} ({data.dataset.user_ids[args.user]}): last items {shown}")
+    print(f"== {args.steps} steps of {checkpoint['policy_name']} ({checkpoint['algo']}), "
+          f"{'greedy' if args.greedy else 'sampled'}, reward = {reward_name}")  # fmt: skip
+    rows = [_rollout_step(env, policy, data, generator, args, t) for t in range(args.steps)]
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+
+
+def _rollout_step(env, policy, data: RunData, generator, args, step: int) -> dict:
+    state = env.state
+    item = policy.act(state, generator, greedy=args.greedy, exclude_seen=not args.allow_repeats)
+    row: dict = {"step": step + 1, "item": int(item[0]), "raw id": data.dataset.item_ids[item[0]]}
+    logged = int(state.target[0])
+    row["logged next"] = data.dataset.item_ids[logged] if logged else "-"
+    if data.user_model is not None:
+        log_p = data.user_model.log_prob(state.history, state.user)  # (1, n_items + 1)
+        row["oracle p"] = float(log_p[0, item[0]].exp())
+    _, reward, _, _, info = env.step(item)
+    row["reward"] = float(reward[0])
+    for key, value in info.items():
+        if key.startswith("reward/"):
+            row[key.removeprefix("reward/")] = float(value[0])
+    return row
+
+
+def _rollout_reward(checkpoint: dict, data: RunData, device: torch.device):
+    if checkpoint.get("reward_model") is not None:
+        model = rebuild_reward_model(checkpoint["reward_model"], device=device)
+        return model, f"the checkpoint's {type(model).__name__}"
+    if data.user_model is not None:
+        return OracleReward(data.user_model), "true user log-likelihood (oracle)"
+    return HitReward(), "hit of the logged next item"
+
+
+def _checkpoint_data(checkpoint: dict, args: argparse.Namespace) -> RunData:
+    spec = dict(checkpoint["data"])
+    if args.data is not None:
+        spec.update(name=args.data, data_dir=args.data_dir, download=args.download)
+    return load_run_data(spec, spec.get("synthetic"), device=resolve_device(args.device))
+
+
+def _check_items(n_items: int, data: RunData, path: str) -> None:
+    if n_items != data.dataset.n_items:
+        raise RecGymError(
+            f"checkpoint {path!r} scores {n_items} items but the data {data.dataset.name!r} has "
+            f"{data.dataset.n_items}; pass the --data it was trained on"
+        )
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``train``, ``evaluate CKPT`` and ``rollout CKPT`` (others: recgym.cli)."""
+    parser = argparse.ArgumentParser(
+        prog="recgym",
+        description="Adversarial sequential recommendation as RL.",
+        epilog="Other commands: `recgym demo` (default), `recgym data`, "
+        "`recgym evaluate popularity|random` (see `recgym demo -h`).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained checkpoint",
+        description="Evaluate a `recgym train` checkpoint. (`recgym evaluate popularity|random "
+        "--data ...` evaluates a reference recommender instead.)",
+    )
+    ev.add_argument("checkpoint", help="a checkpoint.pt written by `recgym train`")
+    ev.add_argument("--stage", default="test", choices=("valid", "test"))
+    ev.add_argument("--protocols", nargs="+", default=[*TEST_PROTOCOLS, "popularity-100"])
+    ev.add_argument("--ks", nargs="+", type=int, default=[1, 5, 10, 20])
+    ro = sub.add_parser("rollout", help="recommend a sequence to one user with a checkpoint")
+    ro.add_argument("checkpoint", help="a checkpoint.pt written by `recgym train`")
+    ro.add_argument("--user", type=int, required=True, help="user index")
+    ro.add_argument("--steps", type=int, default=10, help="items to recommend")
+    ro.add_argument("--greedy", action="store_true", help="top item instead of sampling")
+    ro.add_argument("--allow-repeats", action="store_true", help="allow items already seen")
+    for p in (ev, ro):
+        p.add_argument("--data", default=None, help="default: the data it was trained on")
+        p.add_argument("--data-dir", default=None)
+        p.add_argument("--download", action="store_true")
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (no fallback)")
+        p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _train_parser(sub) -> None:
+    tr = sub.add_parser(
+        "train",
+        help="train a policy (default: SASRec MLE + a short MFGAN run on synthetic data)",
+        description="Train a policy. Precedence: the CLI's quick defaults < --config file < "
+        "flags. Without arguments: the embedded ~3-minute synthetic MFGAN run.",
+    )
+    tr.add_argument("algo", nargs="?", default=None, choices=ALGOS, help="default: mfgan")
+    tr.add_argument("--data", default=None, help="synthetic | ml-100k | amazon-beauty | PATH")
+    tr.add_argument("--data-dir", default=None, help="where the datasets live")
+    tr.add_argument("--download", action="store_true", default=None, help="download if missing")
+    tr.add_argument("--model", default=None, choices=MODELS, help="policy network (sasrec)")
+    tr.add_argument("--config", default=None, help="a .toml (or .yaml) file of config sections")
+    tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (no fallback)")
+    tr.add_argument("--seed", type=int, default=None)
+    tr.add_argument("--epochs", type=int, default=None, help="MLE (pre-)training epochs")
+    tr.add_argument("--rounds", type=int, default=None, help="adversarial rounds / PG updates")
+    tr.add_argument("--max-len", type=int, default=None, help="history window of the policy")
+    tr.add_argument("--dim", type=int, default=None, help="embedding size of the policy")
+    tr.add_argument("--out", default=None, help="output directory (default runs/<algo>)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``recgym`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not _ours(argv):
+        return recgym_main(argv)
+    args = build_parser().parse_args(argv)
+    handlers = {"train": run_train, "evaluate": run_evaluate, "rollout": run_rollout}
+    try:
+        handlers[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError, ImportError, RecGymError) as err:
+        print(f"recgym: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _ours(argv: list[str]) -> bool:
+    """Whether ``argv`` is a command of this module rather than of ``recgym.cli``."""
+    if not argv:
+        return False
+    if argv[0] in ("-h", "--help", "train", "rollout"):
+        return True
+    if argv[0] == "evaluate":  # `evaluate popularity|random` is recgym.cli's
+        return not any(a in REFERENCE_MODELS and not Path(a).exists() for a in argv[1:])
+    return False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

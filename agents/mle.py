@@ -1,0 +1,384 @@
+"""Maximum-likelihood (supervised next-item) training of a sequence policy, with early stopping.
+
+Every position of every training window (:func:`agents.sequences.training_windows`) is a
+next-item target. Two losses:
+
+- ``"ce"``: full softmax cross-entropy over all items (the padding column is excluded);
+- ``"bce"``: the SASRec paper's binary cross-entropy of the target against **one** uniformly
+  sampled negative item per position (``negative != target``, drawn by a seeded generator).
+
+After every ``eval_every`` epochs the policy is ranked on the split's validation targets under
+the full-ranking protocol of :func:`recgym.evaluate`; training stops when validation NDCG@10
+has not improved for ``patience`` evaluations and the best weights are restored (they are also
+written atomically to ``checkpoint_path`` when given). An optional
+:class:`~agents.perturbation.PerturbationConfig` turns the objective into APR / SAO adversarial
+training. Batch order, negatives and dropout all follow ``config.seed``; the global torch RNG is
+forked, so the caller's random stream is left untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from agents.perturbation import PerturbationConfig, adversarial_loss, split_delta
+from agents.policy import SequencePolicy
+from agents.sequences import minibatches, training_windows
+from recgym.device import resolve_device
+from recgym.errors import RecGymError
+from recgym.evaluation import evaluate
+from recgym.splits import Split
+
+LOSSES = ("ce", "bce")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MLEConfig:
+    """Optimisation settings of :class:`MLETrainer`.
+
+    Attributes:
+        epochs: maximum passes over the training windows.
+        batch_size: windows per step.
+        lr: Adam learning rate (betas ``(0.9, 0.98)`` as in the SASRec reference).
+        weight_decay: Adam L2 weight decay.
+        loss: ``"ce"`` (full softmax) or ``"bce"`` (one sampled negative per position).
+        eval_every: epochs between validation rankings (the last epoch is always evaluated).
+        patience: evaluations without a better validation NDCG@10 before stopping.
+        eval_batch_size: targets ranked at once during validation.
+        max_len: window length; ``None`` = the policy's ``max_len``.
+        seed: seeds the batch order, the negatives and dropout.
+        max_grad_norm: gradient-norm clip, ``None`` for none.
+    """
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = "ce"
+    eval_every: int = 1
+    patience: int = 5
+    eval_batch_size: int = 1024
+    max_len: int | None = None
+    seed: int = 0
+    max_grad_norm: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
+            _check_int(name, getattr(self, name), 1)
+        if self.max_len is not None:
+            _check_int("max_len", self.max_len, 1)
+        _check_int("seed", self.seed, 0)
+        if not _finite(self.lr) or self.lr <= 0:
+            raise ValueError(f"MLEConfig.lr must be a finite float > 0; got {self.lr!r}")
+        if not _finite(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"MLEConfig.weight_decay must be >= 0; got {self.weight_decay!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"MLEConfig.loss must be one of {LOSSES}; got {self.loss!r}")
+        if self.max_grad_norm is not None and not (
+            _finite(self.max_grad_norm) and self.max_grad_norm > 0
+        ):
+            raise ValueError(
+                f"MLEConfig.max_grad_norm must be None or > 0; got {self.max_grad_norm!r}"
+            )
+
+
+@dataclass(frozen=True)
+class MLEResult:
+    """What :meth:`MLETrainer.fit` measured.
+
+    Attributes:
+        history: one row per epoch: ``epoch``, ``mle/loss`` (mean training loss; the total
+            adversarial objective under a perturbation, then also ``mle/clean_loss`` and
+            ``mle/adv_loss``), ``eval/NDCG@10`` and ``eval/HR@10`` (validation, full ranking;
+            NaN on epochs not evaluated), ``time/epoch_s`` and ``time/elapsed_s``.
+        best_epoch: the evaluated epoch with the best validation NDCG@10 (its weights are the
+            policy's at the end); 0 if nothing was evaluated.
+        best_metrics: ``{"eval/NDCG@10": .., "eval/HR@10": ..}`` of that epoch.
+        stopped_early: whether patience ran out before ``epochs``.
+    """
+
+    history: pd.DataFrame
+    best_epoch: int
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+def sample_negatives(targets: Tensor, n_items: int, generator: torch.Generator) -> Tensor:
+    """One uniform negative in ``1..n_items`` per entry, never equal to the target.
+
+    Args:
+        targets: ``(...)`` int64 target ids (``0`` entries get an arbitrary negative).
+        n_items: catalogue size (>= 2).
+        generator: a seeded generator on ``targets.device``.
+    """
+    if n_items < 2:
+        raise ValueError(f"negative sampling needs n_items >= 2; got {n_items}")
+    draw = torch.randint(
+        1, n_items, targets.shape, generator=generator, device=targets.device
+    )  # 1..n_items - 1, then skip over the target: uniform over the n_items - 1 others
+    return draw + (draw >= targets).long() * (targets > 0).long()
+
+
+def sequence_loss(
+    policy: SequencePolicy,
+    inputs: Tensor,
+    targets: Tensor,
+    *,
+    loss: str = "ce",
+    negatives: Tensor | None = None,
+    delta: Tensor | None = None,
+    where: tuple[str, ...] = ("input", "output"),
+) -> Tensor:
+    """Mean all-position next-item loss of a batch of windows.
+
+    Args:
+        policy: the model.
+        inputs: ``(B, L)`` left-padded input windows.
+        targets: ``(B, L)`` next items, ``0`` = no target (ignored).
+        loss: ``"ce"`` or ``"bce"``.
+        negatives: ``(B, L)`` negatives for ``"bce"`` (see :func:`sample_negatives`).
+        delta: optional ``(n_items + 1, D)`` item-table perturbation.
+        where: where ``delta`` applies, a subset of ``("input", "output")``.
+    """
+    d_in, d_out = split_delta(delta, where)
+    valid = targets > 0
+    states = policy.encode(inputs, delta=d_in)[valid]  # (M, D): only positions with a target
+    table = policy.item_table(d_out)
+    if loss == "ce":
+        logits = states @ table.T
+        logits[:, 0] = float("-inf")  # padding is never a class (and row 0 gets no gradient)
+        return F.cross_entropy(logits, targets[valid])
+    if loss == "bce":
+        if negatives is None:
+            raise ValueError("loss='bce' needs negatives (see sample_negatives)")
+        pos = (states * table[targets[valid]]).sum(-1)
+        neg = (states * table[negatives[valid]]).sum(-1)
+        return F.softplus(-pos).mean() + F.softplus(neg).mean()
+    raise ValueError(f"loss must be one of {LOSSES}; got {loss!r}")
+
+
+class MLETrainer:
+    """Trains a :class:`SequencePolicy` by maximum likelihood on a split's training segments.
+
+    Args:
+        policy: the model; moved to ``device`` and left holding the best weights.
+        split: training windows come from its train segments, early stopping from ``"valid"``.
+        config: optimisation settings (default ``MLEConfig()``).
+        device: where to train.
+        log_dir: write TensorBoard scalars there (``None`` = no logging).
+        progress: show a tqdm bar over epochs.
+        checkpoint_path: save the best policy there (atomically) whenever it improves.
+        perturbation: APR / SAO adversarial training settings (``None`` = plain MLE).
+    """
+
+    def __init__(
+        self,
+        policy: SequencePolicy,
+        split: Split,
+        config: MLEConfig | None = None,
+        *,
+        device: torch.device | str = "cpu",
+        log_dir: str | os.PathLike | None = None,
+        progress: bool = False,
+        checkpoint_path: str | os.PathLike | None = None,
+        perturbation: PerturbationConfig | None = None,
+    ) -> None:
+        if not isinstance(policy, SequencePolicy):
+            raise TypeError(f"policy must be an agents.SequencePolicy; got {type(policy).__name__}")
+        if not isinstance(split, Split):
+            raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
+        if policy.n_items != split.dataset.n_items:
+            raise ValueError(
+                f"policy has n_items={policy.n_items} but the split's dataset has "
+                f"{split.dataset.n_items}; build the policy with n_items=dataset.n_items"
+            )
+        if perturbation is not None and not isinstance(perturbation, PerturbationConfig):
+            raise TypeError(f"perturbation must be a PerturbationConfig; got {perturbation!r}")
+        self.config = MLEConfig() if config is None else config
+        self.max_len = self.config.max_len or policy.max_len
+        if self.max_len > policy.max_len:
+            raise ValueError(f"MLEConfig.max_len={self.max_len} > policy.max_len={policy.max_len}")
+        self.device = resolve_device(device)
+        self.policy = policy.to(self.device)
+        self.split = split
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        self.progress = progress
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.perturbation = perturbation
+        self.optimizer = torch.optim.Adam(
+            policy.parameters(),
+            lr=self.config.lr,
+            betas=(0.9, 0.98),
+            weight_decay=self.config.weight_decay,
+        )
+
+    # ------------------------------------------------------------------ training
+    def fit(self) -> MLEResult:
+        """Train until ``epochs`` or early stopping; restore and return the best epoch."""
+        inputs, targets = training_windows(self.split, self.max_len, device=self.device)
+        if len(inputs) == 0:
+            raise RecGymError(f"{self.split!r} has no training targets (every user has < 2 items)")
+        fork = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork):
+            torch.manual_seed(self.config.seed)  # dropout draws from the (forked) global stream
+            writer = _summary_writer(self.log_dir)
+            try:
+                return self._fit(inputs, targets, writer)
+            finally:
+                if writer is not None:
+                    writer.close()
+
+    def _fit(self, inputs: Tensor, targets: Tensor, writer) -> MLEResult:
+        cfg = self.config
+        order = torch.Generator().manual_seed(cfg.seed)
+        negatives = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        best = _Best(patience=cfg.patience)
+        rows, start = [], time.perf_counter()
+        epochs = range(1, cfg.epochs + 1)
+        bar = _progress(epochs) if self.progress else epochs
+        for epoch in bar:
+            tic = time.perf_counter()
+            row = {"epoch": epoch, **self._epoch(inputs, targets, order, negatives)}
+            row["time/epoch_s"] = time.perf_counter() - tic
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                row.update(self.validate())
+            row["time/elapsed_s"] = time.perf_counter() - start
+            rows.append(row)
+            _log(writer, row, epoch)
+            if self.progress:
+                bar.set_postfix(loss=f"{row['mle/loss']:.4f}", ndcg=row.get("eval/NDCG@10"))
+            if "eval/NDCG@10" in row and best.update(row, self.policy, self.checkpoint_path):
+                break
+        if best.state is not None:
+            self.policy.load_state_dict(best.state)
+        return MLEResult(pd.DataFrame(rows), best.epoch, best.metrics, len(rows) < cfg.epochs)
+
+    def _epoch(
+        self, inputs: Tensor, targets: Tensor, order: torch.Generator, negatives: torch.Generator
+    ) -> dict[str, float]:
+        """One shuffled pass; returns the mean losses weighted by batch size."""
+        self.policy.train()
+        sums: dict[str, float] = {}
+        batches = minibatches(inputs, targets, batch_size=self.config.batch_size, generator=order)
+        for batch_inputs, batch_targets in batches:
+            losses = self._step(batch_inputs, batch_targets, negatives)
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value * len(batch_inputs)
+        return {key: value / len(inputs) for key, value in sums.items()}
+
+    def _step(self, inputs: Tensor, targets: Tensor, generator: torch.Generator) -> dict:
+        """One optimiser step on a batch; returns its losses as floats."""
+        cfg, policy = self.config, self.policy
+        negatives = (
+            sample_negatives(targets, policy.n_items, generator) if cfg.loss == "bce" else None
+        )
+
+        def loss_at(delta: Tensor | None) -> Tensor:
+            where = self.perturbation.targets if self.perturbation else ("input", "output")
+            return sequence_loss(
+                policy,
+                inputs,
+                targets,
+                loss=cfg.loss,
+                negatives=negatives,
+                delta=delta,
+                where=where,
+            )
+
+        if self.perturbation is None:
+            loss, parts = loss_at(None), {}
+        else:
+            adv = adversarial_loss(loss_at, policy.item_embedding.weight, self.perturbation)
+            loss = adv.total
+            parts = {
+                "mle/clean_loss": float(adv.clean.detach()),
+                "mle/adv_loss": float(adv.adversarial.detach()),
+            }
+        if not torch.isfinite(loss):
+            raise RecGymError(f"MLE loss became non-finite ({float(loss)}); lower MLEConfig.lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        return {"mle/loss": float(loss.detach()), **parts}
+
+    # ------------------------------------------------------------------ evaluation
+    def validate(self) -> dict[str, float]:
+        """Validation NDCG@10 and HR@10 under full ranking (eval mode, no gradient)."""
+        frame = evaluate(
+            self.policy,
+            self.split,
+            "valid",
+            protocols=("full",),
+            ks=(10,),
+            max_len=self.max_len,
+            batch_size=self.config.eval_batch_size,
+            device=self.device,
+        )
+        values = frame.set_index(["metric", "k"])["value"]
+        return {
+            "eval/NDCG@10": float(values[("NDCG", 10)]),
+            "eval/HR@10": float(values[("HR", 10)]),
+        }
+
+
+class _Best:
+    """Early-stopping bookkeeping: the best validation NDCG@10, its epoch, metrics and weights."""
+
+    def __init__(self, *, patience: int) -> None:
+        self.patience, self.stale = patience, 0
+        self.score, self.epoch = -math.inf, 0
+        self.metrics: dict[str, float] = {}
+        self.state: dict[str, Tensor] | None = None
+
+    def update(self, row: dict, policy: SequencePolicy, path: Path | None) -> bool:
+        """Record an evaluated epoch; return True when patience has run out."""
+        if row["eval/NDCG@10"] > self.score:
+            self.score, self.epoch, self.stale = row["eval/NDCG@10"], row["epoch"], 0
+            self.metrics = {k: float(v) for k, v in row.items() if k.startswith("eval/")}
+            self.state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+            if path is not None:
+                policy.save(path)
+            return False
+        self.stale += 1
+        return self.stale >= self.patience
+
+
+def _summary_writer(log_dir: Path | None):
+    if log_dir is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def _log(writer, row: dict, epoch: int) -> None:
+    if writer is None:
+        return
+    for key, value in row.items():
+        if key != "epoch" and isinstance(value, float) and math.isfinite(value):
+            writer.add_scalar(key, value, epoch)
+
+
+def _progress(epochs: range):
+    from tqdm.auto import tqdm
+
+    return tqdm(epochs, desc="mle", unit="epoch")
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"MLEConfig.{name} must be an int >= {low}; got {value!r}")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,124 @@
+"""Training batches for next-item MLE: all-position windows cut from a split, and minibatches.
+
+:func:`training_windows` turns every user's sequence prefix (up to the end of a split stage)
+into SASRec-style windows: ``inputs = seq[:-1]`` and ``targets = seq[1:]`` over the last
+``max_len`` positions, left-padded, with target ``0`` meaning "no target here". A prefix
+longer than ``max_len + 1`` is cut from its end into consecutive, non-overlapping windows, so
+every target of the stage is predicted exactly once per epoch (the reference SASRec keeps only
+the newest window per user; ``max_windows_per_user=1`` reproduces that). Everything is
+computed with array operations over the CSR layout, without a Python loop over users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from recgym.device import resolve_device
+from recgym.splits import STAGES, Split
+
+
+def training_windows(
+    split: Split,
+    max_len: int,
+    *,
+    stage: str = "train",
+    max_windows_per_user: int | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor]:
+    """All-position next-item training windows of every user.
+
+    A user's prefix is ``items[offsets[u]:end[u]]`` where ``end`` is the end of the ``stage``
+    segment: ``"train"`` uses the training segment only; ``"valid"`` adds the validation
+    segment (refitting before a final test); ``"test"`` uses whole sequences. Validation and
+    test items therefore never appear in ``"train"`` windows, as inputs or as targets.
+
+    Args:
+        split: the split.
+        max_len: window length ``L``.
+        stage: whose segment end bounds the prefixes, one of ``("train", "valid", "test")``.
+        max_windows_per_user: keep only the newest this many windows of each user
+            (``None`` = all, so that every target appears once).
+        device: where the tensors go.
+
+    Returns:
+        ``(inputs, targets)``, two ``(N, L)`` int64 tensors, left-padded with ``0``;
+        ``targets[n, t]`` is the item that follows ``inputs[n, :t + 1]`` (``0`` = none). Rows
+        are user-major, newest window first; users with fewer than two items give none.
+
+    Raises:
+        TypeError / ValueError: bad ``split``, ``max_len``, ``stage`` or window cap.
+    """
+    if not isinstance(split, Split):
+        raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
+    _check_positive("max_len", max_len)
+    if max_windows_per_user is not None:
+        _check_positive("max_windows_per_user", max_windows_per_user)
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}; got {stage!r}")
+    device = resolve_device(device)
+    dataset = split.dataset
+    start, end = dataset.offsets[:-1], split.stage_bounds(stage)[1]
+    n_targets = np.maximum(end - start - 1, 0)
+    n_windows = -(-n_targets // max_len)  # ceil
+    if max_windows_per_user is not None:
+        n_windows = np.minimum(n_windows, max_windows_per_user)
+    users = np.repeat(np.arange(dataset.n_users, dtype=np.int64), n_windows)
+    newest_first = np.arange(len(users), dtype=np.int64) - np.repeat(
+        np.cumsum(n_windows) - n_windows, n_windows
+    )
+    ends = np.repeat(end, n_windows) - newest_first * max_len  # exclusive end of the targets
+    inputs = dataset.windows(users, ends - 1, max_len, device=device)
+    targets = dataset.windows(users, ends, max_len, device=device)
+    # A target needs a real input before it: this drops the user's first item as a target.
+    targets = torch.where(inputs != 0, targets, torch.zeros_like(targets))
+    return inputs, targets
+
+
+def minibatches(
+    *tensors: Tensor,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    shuffle: bool = True,
+    drop_last: bool = False,
+) -> Iterator[tuple[Tensor, ...]]:
+    """Yield aligned minibatches of row-aligned tensors, shuffled by a seeded generator.
+
+    Args:
+        *tensors: tensors with the same first dimension ``N`` (on one device).
+        batch_size: rows per batch.
+        generator: drives the permutation (its device is used to draw it); required when
+            ``shuffle`` is true, so that the order is always reproducible.
+        shuffle: permute the rows; otherwise keep their order.
+        drop_last: skip a final batch smaller than ``batch_size``.
+
+    Yields:
+        Tuples ``(t[idx] for t in tensors)`` of at most ``batch_size`` rows; one epoch.
+    """
+    if not tensors:
+        raise ValueError("minibatches needs at least one tensor")
+    _check_positive("batch_size", batch_size)
+    n = tensors[0].shape[0]
+    if any(t.shape[0] != n for t in tensors):
+        raise ValueError(
+            f"tensors must share their first dimension; got {[len(t) for t in tensors]}"
+        )
+    if shuffle:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError("shuffle=True needs a torch.Generator (seeded) as generator=")
+        order = torch.randperm(n, generator=generator, device=generator.device)
+        order = order.to(tensors[0].device)
+    else:
+        order = torch.arange(n, device=tensors[0].device)
+    stop = n - n % batch_size if drop_last else n
+    for begin in range(0, stop, batch_size):
+        index = order[begin : min(begin + batch_size, stop)]
+        yield tuple(t[index] for t in tensors)
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}")

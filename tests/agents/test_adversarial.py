@@ -1,0 +1,289 @@
+"""The adversarial loop: end-to-end rounds, logging, checkpoints, exact resumption."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import agents.adversarial as adversarial
+from agents.adversarial import AdversarialConfig, AdversarialTrainer, PolicyNegatives
+from agents.checkpoint import (
+    load_checkpoint,
+    make_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from agents.sasrec import SASRecConfig, SASRecPolicy
+from recgym import SyntheticConfig, leave_one_out, make_synthetic
+from recgym.errors import RecGymError
+from rewards import EnergyConfig, EnergyDiscriminator, MultiFactorConfig, MultiFactorDiscriminator
+
+ROUND_COLUMNS = [
+    "round",
+    "policy/loss",
+    "policy/entropy",
+    "reward/mean",
+    "reward/std",
+    "disc/loss",
+    "disc/accuracy",
+    "disc/auc",
+    "rollout/coverage",
+    "rollout/gini",
+    "eval/HR@10",
+    "eval/NDCG@10",
+    "time/round_s",
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    config = SyntheticConfig(n_users=200, n_items=60, min_seq_len=8, max_seq_len=20)
+    data = make_synthetic(config, seed=0)
+    return data, leave_one_out(data.dataset)
+
+
+def make_policy(seed: int = 0, dim: int = 16) -> SASRecPolicy:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return SASRecPolicy(SASRecConfig(max_len=20, dim=dim, n_blocks=1), n_items=60)
+
+
+def make_reward(kind: str, split):
+    if kind == "energy":
+        return EnergyDiscriminator(EnergyConfig(dim=16, max_len=20), n_items=60, seed=0)
+    return MultiFactorDiscriminator(MultiFactorConfig(dim=16, max_len=20), split.factors(), seed=0)
+
+
+def small_config(tmp_path, **overrides) -> AdversarialConfig:
+    settings = {
+        "n_rounds": 2,
+        "rollout_batch_size": 32,
+        "horizon": 3,
+        "max_len": 20,
+        "d_batch_size": 32,
+        "n_eval_users": 32,
+        "policy_lr": 1e-3,
+        "disc_lr": 1e-3,
+        "checkpoint_dir": str(tmp_path / "checkpoints"),
+        "log_dir": str(tmp_path / "tb"),
+    }
+    settings.update(overrides)
+    return AdversarialConfig(**settings)
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.mark.parametrize(
+    ("kind", "overrides"),
+    [
+        ("multifactor", {}),
+        ("energy", {"maxent": True, "alpha": 0.05, "negatives": "replace_last"}),
+    ],
+)
+def test_two_rounds_end_to_end(tmp_path, synthetic, kind, overrides):
+    data, split = synthetic
+    config = small_config(tmp_path, **overrides)
+    trainer = AdversarialTrainer(
+        make_policy(), make_reward(kind, split), split, config, user_model=data.user_model
+    )
+    frame = trainer.train()
+    assert frame["round"].tolist() == [1, 2]
+    assert set(ROUND_COLUMNS + ["eval/oracle_loglik"]) <= set(frame.columns)
+    assert frame.drop(columns=["time/round_s"]).notna().all().all()
+    assert ((frame["disc/auc"] >= 0) & (frame["disc/auc"] <= 1)).all()
+    assert (frame["eval/oracle_loglik"] < 0).all()
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"best.pt", "last.pt"}
+    checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert checkpoint["round"] == 2 and len(checkpoint["extra"]["history"]) == 2
+    assert checkpoint["best_metric"] == frame["eval/NDCG@10"].max()
+
+
+def test_rewards_come_from_the_reward_model(tmp_path, synthetic):
+    data, split = synthetic
+    reward_model = make_reward("energy", split)
+    trainer = AdversarialTrainer(make_policy(), reward_model, split, small_config(tmp_path))
+    trainer.pg.step()
+    rollout = trainer.pg.last_rollout
+    expected = reward_model.reward(rollout.sequences().reshape(-1, 20)).view(3, 32)
+    assert torch.allclose(rollout.rewards, expected)
+    assert bool((rollout.rewards <= 0).all())  # -energy
+
+
+def test_pretraining_runs_mle_then_the_reward_model(tmp_path, synthetic):
+    data, split = synthetic
+    policy, reward_model = make_policy(), make_reward("multifactor", split)
+    before = {k: v.clone() for k, v in reward_model.state_dict().items()}
+    config = small_config(
+        tmp_path, n_rounds=1, pretrain_policy_epochs=1, pretrain_reward_epochs=1, log_dir=None
+    )
+    trainer = AdversarialTrainer(policy, reward_model, split, config)
+    trainer.pretrain()
+    assert trainer.pretrained
+    assert any(not torch.equal(before[k], v) for k, v in reward_model.state_dict().items())
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["round"] == 0
+    assert len(trainer.train()) == 1
+
+
+def test_policy_negatives_keep_the_real_prefix(synthetic):
+    data, split = synthetic
+    sampler = PolicyNegatives(make_policy(), 3, exclude_seen=False)
+    real = torch.randint(1, 61, (16, 20), generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(1)
+    fake = sampler.sample(real, generator)
+    assert fake.shape == real.shape
+    changed = (fake != real).any(0).nonzero().flatten()
+    assert changed.numel() and int(changed.min()) >= 17  # at most the last 3 columns
+
+
+# ----------------------------------------------------------------------------- resumption
+def _run(tmp_path, split, n_rounds, crash_at=None, monkeypatch=None):
+    config = small_config(tmp_path, n_rounds=n_rounds, g_steps=2, d_steps=2, log_dir=None)
+    trainer = AdversarialTrainer(make_policy(), make_reward("multifactor", split), split, config)
+    if crash_at is not None:
+        original = adversarial.discriminator_step
+
+        def crashing(*args, **kwargs):
+            if trainer.round + 1 == crash_at:
+                raise KeyboardInterrupt("simulated interruption")
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(adversarial, "discriminator_step", crashing)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.train()
+        monkeypatch.setattr(adversarial, "discriminator_step", original)
+        return trainer
+    trainer.train()
+    return trainer
+
+
+def test_resume_after_an_interruption_gives_the_same_weights(tmp_path, synthetic, monkeypatch):
+    data, split = synthetic
+    straight = _run(tmp_path / "a", split, n_rounds=3)
+    crashed = _run(tmp_path / "b", split, n_rounds=3, crash_at=3, monkeypatch=monkeypatch)
+    assert crashed.round == 2
+    config = small_config(tmp_path / "b", n_rounds=3, g_steps=2, d_steps=2, log_dir=None)
+    resumed = AdversarialTrainer.resume(
+        tmp_path / "b" / "checkpoints" / "last.pt",
+        make_policy(seed=123),  # different initial weights: everything must come from the file
+        make_reward("multifactor", split),
+        split,
+        config,
+    )
+    assert resumed.round == 2
+    frame = resumed.train()
+    for a, b in ((straight.policy, resumed.policy), (straight.reward_model, resumed.reward_model)):
+        for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+            assert torch.equal(x, y), name
+    expected = straight.frame().drop(columns=["time/round_s"])
+    assert frame["round"].tolist() == [1, 2, 3]
+    np.testing.assert_allclose(frame.drop(columns=["time/round_s"]).to_numpy(), expected.to_numpy())
+
+
+def test_resume_refuses_a_changed_config(tmp_path, synthetic):
+    data, split = synthetic
+    trainer = AdversarialTrainer(
+        make_policy(), make_reward("multifactor", split), split, small_config(tmp_path, n_rounds=1)
+    )
+    trainer.train()
+    path = tmp_path / "checkpoints" / "last.pt"
+    more_rounds = small_config(tmp_path, n_rounds=2)
+    AdversarialTrainer.resume(
+        path, make_policy(), make_reward("multifactor", split), split, more_rounds
+    )
+    with pytest.raises(ValueError, match="horizon: 3 -> 4"):
+        AdversarialTrainer.resume(
+            path, make_policy(), make_reward("multifactor", split), split,
+            small_config(tmp_path, horizon=4),
+        )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    policy = make_policy()
+    optimizer = torch.optim.Adam(policy.parameters())
+    policy(torch.ones(2, 3, dtype=torch.int64)).sum().backward()
+    optimizer.step()
+    generator = torch.Generator().manual_seed(5)
+    rng = np.random.default_rng(7)
+    checkpoint = make_checkpoint(
+        policy=policy, reward_model=None, optimizers={"policy": optimizer},
+        generators={"g": generator}, numpy_rng=rng, round=4, best_metric=0.5,
+        extra={"note": "x", "values": [1.0, float("nan")]},
+    )  # fmt: skip
+    path = save_checkpoint(tmp_path / "ck.pt", checkpoint)
+    torch.load(path, weights_only=True)  # plain tensors and containers only
+    expected_draw, expected_np = torch.rand(3, generator=generator), rng.random(3)
+
+    loaded = load_checkpoint(path)
+    other = make_policy(seed=9)
+    other_opt = torch.optim.Adam(other.parameters())
+    other_gen, other_rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
+    restore_checkpoint(
+        loaded, policy=other, reward_model=None, optimizers={"policy": other_opt},
+        generators={"g": other_gen}, numpy_rng=other_rng,
+    )  # fmt: skip
+    assert loaded["round"] == 4 and loaded["best_metric"] == 0.5
+    assert torch.equal(torch.rand(3, generator=other_gen), expected_draw)
+    assert np.array_equal(other_rng.random(3), expected_np)
+    for x, y in zip(policy.parameters(), other.parameters(), strict=True):
+        assert torch.equal(x, y)
+    assert other_opt.state_dict()["state"][0]["step"] == 1
+
+
+def test_checkpoint_mismatches_raise_clear_errors(tmp_path):
+    policy = make_policy()
+    optimizer = torch.optim.Adam(policy.parameters())
+    parts = {"optimizers": {"policy": optimizer}, "generators": {"g": torch.Generator()}}
+    checkpoint = make_checkpoint(policy=policy, reward_model=None, **parts)
+    path = save_checkpoint(tmp_path / "ck.pt", checkpoint)
+    loaded = load_checkpoint(path)
+    wider = make_policy(dim=32)
+    with pytest.raises(RecGymError, match="weights do not fit"):
+        restore_checkpoint(loaded, policy=wider, reward_model=None, **parts)
+    with pytest.raises(RecGymError, match="optimizers"):
+        restore_checkpoint(
+            loaded, policy=make_policy(), reward_model=None, optimizers={},
+            generators=parts["generators"],
+        )  # fmt: skip
+    with pytest.raises(RecGymError, match="reward model"):
+        restore_checkpoint(
+            loaded, policy=make_policy(), reward_model=make_reward("energy", None), **parts
+        )
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(RecGymError, match="not a recgym.agents.checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+# ----------------------------------------------------------------------------- validation
+def test_config_and_component_validation(tmp_path, synthetic):
+    data, split = synthetic
+    with pytest.raises(ValueError, match="AdversarialConfig.n_rounds"):
+        AdversarialConfig(n_rounds=0)
+    with pytest.raises(ValueError, match="negatives"):
+        AdversarialConfig(negatives="random")
+    with pytest.raises(ValueError, match="reward_form"):
+        AdversarialConfig(reward_form="prob")
+    with pytest.raises(ValueError, match="PGConfig.alpha"):
+        AdversarialConfig(alpha=-1.0)
+    assert AdversarialConfig(horizon=4, rollout_batch_size=8).pg_config.n_steps == 4
+    with pytest.raises(TypeError, match="RewardModel"):
+        AdversarialTrainer(make_policy(), object(), split, small_config(tmp_path))
+    wrong = EnergyDiscriminator(EnergyConfig(dim=16), n_items=50, seed=0)
+    with pytest.raises(RecGymError, match="n_items=60"):
+        AdversarialTrainer(make_policy(), wrong, split, small_config(tmp_path))
+    assert math.isinf(AdversarialTrainer(
+        make_policy(), make_reward("energy", split), split, small_config(tmp_path)
+    ).best_metric)  # fmt: skip
