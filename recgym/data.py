@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recgym.arrays import frozen_array
 from recgym.errors import DataError
 from recgym.factors import (
     FactorKind,
@@ -23,12 +24,6 @@ from recgym.factors import (
     categorical_factor,
     multi_factor,
 )
-
-
-def _frozen(array: np.ndarray) -> np.ndarray:
-    array = np.ascontiguousarray(array)
-    array.flags.writeable = False
-    return array
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,13 +74,13 @@ class SequenceDataset:
         factors = self.factors if self.factors is not None else ItemFactors(n_items=n_items)
         if factors.n_items != n_items:
             raise DataError(f"factor table covers {factors.n_items} items; expected {n_items}")
-        object.__setattr__(self, "offsets", _frozen(offsets))
-        object.__setattr__(self, "items", _frozen(items))
-        object.__setattr__(self, "user_ids", _frozen(np.asarray(self.user_ids)))
-        object.__setattr__(self, "item_ids", _frozen(np.asarray(self.item_ids, dtype=object)))
+        object.__setattr__(self, "offsets", frozen_array(offsets))
+        object.__setattr__(self, "items", frozen_array(items))
+        object.__setattr__(self, "user_ids", frozen_array(np.asarray(self.user_ids)))
+        object.__setattr__(self, "item_ids", frozen_array(np.asarray(self.item_ids, dtype=object)))
         object.__setattr__(self, "factors", factors)
         if self.timestamps is not None:
-            object.__setattr__(self, "timestamps", _frozen(np.asarray(self.timestamps)))
+            object.__setattr__(self, "timestamps", frozen_array(np.asarray(self.timestamps)))
 
     # ----------------------------------------------------------------- sizes and lookups
     @property

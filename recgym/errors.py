@@ -28,4 +28,4 @@ class ChecksumError(RecGymError, ValueError):
 
 
 class RewardError(RecGymError, ValueError):
-    """A reward function returned a value of the wrong shape, dtype, device or a non-finite value."""
+    """A reward function returned a wrong shape, dtype or device, or a non-finite value."""

@@ -15,14 +15,10 @@ from typing import Literal
 import numpy as np
 import torch
 
+from recgym.arrays import frozen_array
+
 FactorKind = Literal["categorical", "multi", "binned"]
 _KINDS = ("categorical", "multi", "binned")
-
-
-def _frozen(array: np.ndarray) -> np.ndarray:
-    array = np.ascontiguousarray(array)
-    array.flags.writeable = False
-    return array
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,7 +60,7 @@ class ItemFactor:
             raise ValueError(f"factor {self.name!r}: row 0 (the padding item) must be all zeros")
         if self.kind != "multi" and values.shape[1] != 1:
             raise ValueError(f"factor {self.name!r} of kind {self.kind!r} must have K = 1")
-        object.__setattr__(self, "values", _frozen(values.astype(np.int64, copy=False)))
+        object.__setattr__(self, "values", frozen_array(values.astype(np.int64, copy=False)))
 
     @property
     def n_items(self) -> int:
@@ -217,7 +213,7 @@ def binned_factor(name: str, values: Sequence[float] | np.ndarray, n_bins: int =
     codes[1:, 0] = np.where(finite, np.searchsorted(inner, x, side="left") + 1, 0)
     vocab = ("<unk>",) + tuple(
         f"{'[' if i == 0 else '('}{a:.4g}, {b:.4g}]"
-        for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))
+        for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))
     )
     return ItemFactor(name=name, kind="binned", values=codes, vocab=vocab, edges=edges)
 

@@ -13,18 +13,13 @@ from typing import Literal
 
 import numpy as np
 
+from recgym.arrays import expand_ranges, frozen_array
 from recgym.data import SequenceDataset
 from recgym.errors import DataError
 from recgym.factors import ItemFactors, binned_factor
 
 Stage = Literal["train", "valid", "test"]
 STAGES: tuple[Stage, ...] = ("train", "valid", "test")
-
-
-def _frozen(array: np.ndarray) -> np.ndarray:
-    array = np.ascontiguousarray(np.asarray(array, dtype=np.int64))
-    array.flags.writeable = False
-    return array
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,8 +40,8 @@ class Split:
     kind: str = "custom"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "train_end", _frozen(self.train_end))
-        object.__setattr__(self, "valid_end", _frozen(self.valid_end))
+        object.__setattr__(self, "train_end", frozen_array(self.train_end, np.int64))
+        object.__setattr__(self, "valid_end", frozen_array(self.valid_end, np.int64))
         self.validate()
 
     def validate(self) -> None:
@@ -98,11 +93,7 @@ class Split:
             start = np.minimum(start + 1, end)
         counts = end - start
         users = np.repeat(np.arange(self.dataset.n_users, dtype=np.int64), counts)
-        positions = np.arange(counts.sum(), dtype=np.int64) - np.repeat(
-            np.cumsum(counts) - counts, counts
-        )
-        positions += np.repeat(start, counts)
-        return users, positions
+        return users, expand_ranges(start, counts)
 
     def n_targets(self, stage: Stage) -> int:
         """Number of next-item targets in ``stage``."""
@@ -115,7 +106,9 @@ class Split:
         """The training segments as a dataset of their own (same users, items and factors)."""
         start, end = self.stage_bounds("train")
         counts = end - start
-        idx = np.arange(counts.sum(), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        idx = np.arange(counts.sum(), dtype=np.int64) - np.repeat(
+            np.cumsum(counts) - counts, counts
+        )
         idx += np.repeat(start, counts)
         ds = self.dataset
         return SequenceDataset(
@@ -140,10 +133,12 @@ class Split:
         or test items leaks into a model that uses it.
         """
         counts = self.train_counts()[1:].astype(np.float64)
-        return self.dataset.factors.with_factor(binned_factor("popularity", counts, popularity_bins))
+        return self.dataset.factors.with_factor(
+            binned_factor("popularity", counts, popularity_bins)
+        )
 
     def segment_sizes(self) -> dict[str, int]:
-        """Number of interactions in each segment, e.g. ``{"train": .., "valid": .., "test": ..}``."""
+        """Number of interactions in each segment: ``{"train": .., "valid": .., "test": ..}``."""
         return {s: int(np.subtract(*self.stage_bounds(s)[::-1]).sum()) for s in STAGES}
 
     def __repr__(self) -> str:

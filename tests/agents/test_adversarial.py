@@ -17,7 +17,6 @@ from agents.checkpoint import (
     save_checkpoint,
 )
 from agents.sasrec import SASRecConfig, SASRecPolicy
-from recgym import SyntheticConfig, leave_one_out, make_synthetic
 from recgym.errors import RecGymError
 from rewards import EnergyConfig, EnergyDiscriminator, MultiFactorConfig, MultiFactorDiscriminator
 
@@ -36,21 +35,6 @@ ROUND_COLUMNS = [
     "eval/NDCG@10",
     "time/round_s",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def synthetic():
-    config = SyntheticConfig(n_users=200, n_items=60, min_seq_len=8, max_seq_len=20)
-    data = make_synthetic(config, seed=0)
-    return data, leave_one_out(data.dataset)
 
 
 def make_policy(seed: int = 0, dim: int = 16) -> SASRecPolicy:

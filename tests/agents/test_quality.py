@@ -18,7 +18,7 @@ from agents.quality import (
     real_prefixes,
 )
 from agents.sasrec import SASRecConfig, SASRecPolicy
-from recgym import RecommenderPolicy, SyntheticConfig, leave_one_out, make_synthetic
+from recgym import RecommenderPolicy
 
 COLUMNS = [
     "step",
@@ -31,21 +31,6 @@ COLUMNS = [
     "sampled_loglik",
     "repeat_rate",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def synthetic():
-    config = SyntheticConfig(n_users=200, n_items=60, min_seq_len=8, max_seq_len=20)
-    data = make_synthetic(config, seed=0)
-    return data, leave_one_out(data.dataset)
 
 
 @pytest.fixture(scope="module")

@@ -23,14 +23,6 @@ from agents.reinforce import (
 from recgym import BatchedRecEnv, EnvConfig, HitReward, SequenceDataset, leave_one_out
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class BigramPolicy(SequencePolicy):
     """Tiny stand-in: the state at each position is a function of that position's item only."""
 
