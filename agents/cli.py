@@ -25,15 +25,10 @@ dataclass; a ``--config`` TOML (or YAML) file sets them per section (``[sasrec]`
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib
-import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
@@ -41,83 +36,34 @@ import torch
 from agents.config_io import (
     ALGOS,
     MODELS,
-    RunSettings,
-    build_config,
     load_config_file,
     resolve_settings,
 )
+from agents.runs import (
+    LABELS,
+    PHASES,
+    REFERENCE_MODELS,
+    TEST_PROTOCOLS,
+    RunData,
+    build_policy,
+    load_run,
+    load_run_data,
+    mle_phase,
+    policy_metrics,
+    rebuild_policy,
+    rebuild_reward_model,
+    reference_metrics,
+    save_run,
+)
 from recgym.cli import main as recgym_main
 from recgym.cli import summary_table
-from recgym.data import SequenceDataset
 from recgym.device import resolve_device
 from recgym.env import BatchedRecEnv, EnvConfig
 from recgym.errors import RecGymError
 from recgym.evaluation import evaluate
-from recgym.recommenders import PopularityRecommender
 from recgym.reference import HitReward, OracleReward
-from recgym.splits import Split, leave_one_out
-from recgym.synthetic import SyntheticConfig, make_synthetic
-from rewards.base import atomic_torch_save, config_to_dict
-
-CHECKPOINT_FORMAT = "recgym.agents.cli/1"
-TEST_PROTOCOLS = ("full", "uniform-100")
-POLICY_CLASSES = {"sasrec": "agents.sasrec:SASRecPolicy", "gru": "agents.gru:GRUPolicy"}
-REWARD_CLASSES = {
-    "rewards.multifactor.MultiFactorDiscriminator": "rewards.multifactor:MultiFactorDiscriminator",
-    "rewards.energy.EnergyDiscriminator": "rewards.energy:EnergyDiscriminator",
-}
-"""The only classes a checkpoint may name (``weights_only`` loading never runs pickled code)."""
-LABELS = {"sasrec": "SASRec", "gru": "GRU4Rec"}
-REFERENCE_MODELS = ("popularity", "random")
-"""``recgym evaluate <name>`` evaluates a reference recommender (``recgym.cli``)."""
 
 
-# ---------------------------------------------------------------------- data
-@dataclass(frozen=True)
-class RunData:
-    """A run's data: the dataset, its leave-one-out split and (synthetic) the true user model.
-
-    Attributes:
-        spec: how to rebuild it (stored in checkpoints): ``name``, ``data_dir``, ``download``,
-            ``seed`` and ``synthetic`` (the generator's config as a dict, or ``None``).
-    """
-
-    dataset: SequenceDataset
-    split: Split
-    user_model: Any | None
-    spec: dict[str, Any]
-
-
-def load_run_data(
-    spec: Mapping[str, Any], synthetic: Any = None, *, device: torch.device | str = "cpu"
-) -> RunData:
-    """Generate (``"synthetic"``) or load the data of ``spec``; split it leave-one-out.
-
-    Args:
-        spec: ``name`` (``"synthetic"``, a dataset name or a path), ``data_dir``,
-            ``download`` and ``seed`` (of the synthetic generator).
-        synthetic: a ``SyntheticConfig`` or its dict (``None`` = defaults).
-        device: where the synthetic user model goes (the data stay on the CPU).
-    """
-    name, spec = spec["name"], dict(spec)
-    if name == "synthetic":
-        config = synthetic if isinstance(synthetic, SyntheticConfig) else None
-        if config is None:
-            config = build_config(SyntheticConfig, synthetic or {}, section="synthetic")
-        data = make_synthetic(config, seed=int(spec["seed"]))
-        spec["synthetic"] = config_to_dict(config)
-        user_model = data.user_model.to(device)
-        return RunData(data.dataset, leave_one_out(data.dataset), user_model, spec)
-    from recgym.datasets import load_dataset
-
-    if Path(name).expanduser().exists():  # a path: store it absolute for later commands
-        spec["name"] = name = str(Path(name).expanduser().resolve())
-    dataset = load_dataset(name, data_dir=spec.get("data_dir"), download=bool(spec.get("download")))
-    spec["synthetic"] = None
-    return RunData(dataset, leave_one_out(dataset), None, spec)
-
-
-# ---------------------------------------------------------------------- train
 def run_train(args: argparse.Namespace) -> None:
     """Train a policy, print the test-metrics table and write the checkpoint."""
     start = time.perf_counter()
@@ -134,13 +80,13 @@ def run_train(args: argparse.Namespace) -> None:
     policy = build_policy(settings, data.dataset.n_items).to(device)
     label, histories, reward_model = LABELS[run.model], {}, None
     histories["mle"] = _timed("MLE", mle_phase, policy, data, settings, device)
-    _policy_metrics(f"{label} MLE", policy, data, settings, device, frames, quality)
+    policy_metrics(f"{label} MLE", policy, data, settings, device, frames, quality)
     if run.algo != "mle":
         phase = PHASES[run.algo]
         histories[run.algo], reward_model = _timed(
             run.algo.upper(), phase, policy, data, settings, device
         )
-        _policy_metrics(f"{label} {run.algo.upper()}", policy, data, settings, device, frames,
+        policy_metrics(f"{label} {run.algo.upper()}", policy, data, settings, device, frames,
                         quality)  # fmt: skip
     table = summary_table(frames)
     note = f"leave-one-out, all {data.split.n_targets('test')} users, pessimistic ties"
@@ -162,194 +108,6 @@ def _timed(name: str, phase, *args):
     return result
 
 
-def build_policy(settings: RunSettings, n_items: int):
-    """The policy network of the run, its weights drawn from ``seed`` (global RNG forked)."""
-    from agents.checkpoint import forked_global_rng
-
-    cls = _import(POLICY_CLASSES[settings.train.model])
-    with forked_global_rng(settings.train.seed):
-        return cls(settings.model_config, n_items=n_items)
-
-
-def mle_phase(policy, data: RunData, settings: RunSettings, device) -> pd.DataFrame:
-    """Maximum-likelihood (pre-)training with early stopping on validation NDCG@10."""
-    from agents.mle import MLETrainer
-
-    result = MLETrainer(policy, data.split, settings.configs["mle"], device=device).fit()
-    return result.history
-
-
-def sao_phase(policy, data: RunData, settings: RunSettings, device):
-    """APR / SAO: more MLE epochs under adversarial embedding perturbations."""
-    from agents.mle import MLETrainer
-
-    epochs = settings.train.rounds or 3
-    config = dataclasses.replace(settings.configs["mle"], epochs=epochs)
-    perturbation = settings.configs["perturbation"]
-    trainer = MLETrainer(policy, data.split, config, device=device, perturbation=perturbation)
-    return trainer.fit().history, None
-
-
-def reinforce_phase(policy, data: RunData, settings: RunSettings, device):
-    """REINFORCE on the true user's log-likelihood (synthetic) or logged-item hits."""
-    from agents.reinforce import PolicyGradientTrainer
-
-    pg, seed = settings.configs["reinforce"], settings.train.seed
-    reward_fn = HitReward() if data.user_model is None else OracleReward(data.user_model)
-    config = EnvConfig(max_len=policy.max_len, horizon=pg.n_steps, stage="train", start="random")
-    env = BatchedRecEnv(data.split, reward_fn, config, batch_size=pg.batch_size, device=device,
-                        seed=seed)  # fmt: skip
-    trainer = PolicyGradientTrainer(policy, env, pg, device=device, seed=seed)
-    rows = [{"update": i + 1, **trainer.step()} for i in range(settings.train.rounds or 20)]
-    return pd.DataFrame(rows), None
-
-
-def adversarial_phase(policy, data: RunData, settings: RunSettings, device):
-    """MFGAN / EB-SeqGAN rounds against a multi-factor / energy reward model."""
-    from agents.adversarial import AdversarialTrainer
-
-    configs, seed = settings.configs, settings.train.seed
-    if settings.train.algo == "mfgan":
-        from rewards.multifactor import MultiFactorDiscriminator
-
-        factors = data.split.factors()
-        reward_model = MultiFactorDiscriminator(configs["multifactor"], factors, seed=seed)
-    else:
-        from rewards.energy import EnergyDiscriminator
-
-        n_items = data.dataset.n_items
-        reward_model = EnergyDiscriminator(configs["energy"], n_items=n_items, seed=seed)
-    adversarial = configs["adversarial"]
-    if adversarial.checkpoint_dir is None:
-        adversarial = dataclasses.replace(
-            adversarial, checkpoint_dir=str(settings.out_dir / "adversarial")
-        )
-    trainer = AdversarialTrainer(
-        policy, reward_model.to(device), data.split, adversarial, device=device,
-        user_model=data.user_model, mle_config=configs["mle"], pretrain_config=configs["pretrain"],
-    )  # fmt: skip
-    return trainer.train(), reward_model
-
-
-PHASES = {
-    "sao": sao_phase,
-    "reinforce": reinforce_phase,
-    "mfgan": adversarial_phase,
-    "ebgan": adversarial_phase,
-}
-
-
-def reference_metrics(data: RunData, settings: RunSettings, device) -> tuple[dict, dict]:
-    """Test metrics of popularity and (synthetic) the true user model."""
-    frames: dict[str, pd.DataFrame] = {}
-    quality: dict[str, float] = {}
-    popularity = PopularityRecommender.fit(data.split, device=device)
-    _policy_metrics("popularity", popularity, data, settings, device, frames, quality)
-    if data.user_model is not None:
-        _policy_metrics("oracle (true user)", data.user_model, data, settings, device, frames,
-                        quality)  # fmt: skip
-    return frames, quality
-
-
-def _policy_metrics(name, policy, data: RunData, settings, device, frames, quality) -> None:
-    max_len = settings.model_config.max_len
-    frames[name] = evaluate(
-        policy, data.split, "test", protocols=TEST_PROTOCOLS, ks=(10,), max_len=max_len,
-        device=device, seed=settings.train.seed,
-    )  # fmt: skip
-    if data.user_model is not None:
-        from agents.quality import oracle_continuation_loglik
-
-        quality[name] = oracle_continuation_loglik(
-            policy, data.user_model, data.split, n_steps=5, max_len=max_len,
-            seed=settings.train.seed,
-        )  # fmt: skip
-
-
-# ---------------------------------------------------------------------- checkpoints
-def save_run(settings, data: RunData, policy, reward_model, metrics, histories) -> Path:
-    """Write ``<out>/checkpoint.pt`` atomically, plus ``metrics.csv`` and ``history_*.csv``."""
-    out = settings.out_dir
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "algo": settings.train.algo,
-        "policy_name": LABELS[settings.train.model],
-        "model": settings.train.model,
-        "data": data.spec,
-        "policy": module_payload(policy),
-        "reward_model": None if reward_model is None else module_payload(reward_model),
-        "configs": {"train": config_to_dict(settings.train)}
-        | {name: config_to_dict(c) for name, c in settings.configs.items()},
-        "metrics": {
-            f"{r.protocol}/{r.metric}" + ("" if pd.isna(r.k) else f"@{int(r.k)}"): float(r.value)
-            for r in metrics.itertuples()
-        },
-    }
-    path = atomic_torch_save(payload, out / "checkpoint.pt")
-    metrics.to_csv(out / "metrics.csv", index=False)
-    for name, history in histories.items():
-        history.to_csv(out / f"history_{name}.csv", index=False)
-    return path
-
-
-def module_payload(module) -> dict[str, Any]:
-    """A model as plain data: class name, config dict, constructor kwargs and CPU weights."""
-    return {
-        "class": f"{type(module).__module__}.{type(module).__qualname__}",
-        "config": config_to_dict(getattr(module, "config", None)),
-        "init_kwargs": module.init_kwargs(),
-        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-    }
-
-
-def load_run(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``recgym train`` checkpoint with ``weights_only=True`` and check its format."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {str(path)!r}; write one with `recgym train`")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
-        raise RecGymError(f"cannot read checkpoint {str(path)!r}: {err}") from err
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise RecGymError(
-            f"{str(path)!r} is not a `recgym train` checkpoint (format {CHECKPOINT_FORMAT}); "
-            "policies saved with SequencePolicy.save load with that class's .load"
-        )
-    return payload
-
-
-def rebuild_policy(entry: Mapping[str, Any], *, device: torch.device):
-    """The policy of a checkpoint entry (only the classes of :data:`POLICY_CLASSES`)."""
-    allowed = {v.replace(":", "."): v for v in POLICY_CLASSES.values()}
-    return _rebuild(entry, allowed, device)
-
-
-def rebuild_reward_model(entry: Mapping[str, Any], *, device: torch.device):
-    """The reward model of a checkpoint entry (only the classes of :data:`REWARD_CLASSES`)."""
-    return _rebuild(entry, REWARD_CLASSES, device)
-
-
-def _rebuild(entry: Mapping[str, Any], allowed: Mapping[str, str], device: torch.device):
-    name = entry.get("class")
-    if name not in allowed:
-        raise RecGymError(f"checkpoint holds a {name!r}; expected one of {sorted(allowed)}")
-    cls = _import(allowed[name])
-    config = build_config(cls.config_class, entry["config"], section=name)
-    model = cls(config, **entry["init_kwargs"])
-    try:
-        model.load_state_dict(entry["state_dict"])
-    except RuntimeError as err:
-        raise RecGymError(f"checkpoint weights do not fit {name}: {err}") from err
-    return model.to(device).eval()
-
-
-def _import(target: str):
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-# ---------------------------------------------------------------------- evaluate
 def run_evaluate(args: argparse.Namespace) -> None:
     """Evaluate a checkpoint's policy on a split stage; print a metric x protocol table."""
     checkpoint = load_run(args.checkpoint)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from agents import cli
+from agents import cli, runs
 from agents.config_io import (
     QUICK_DEFAULTS,
     build_config,
@@ -83,7 +83,7 @@ def mfgan_run(tiny_toml, tmp_path_factory):
 # ---------------------------------------------------------------------- train / evaluate / rollout
 def test_train_mle_writes_a_weights_only_checkpoint(mle_run, capsys):
     payload = torch.load(mle_run, weights_only=True)
-    assert payload["format"] == cli.CHECKPOINT_FORMAT and payload["algo"] == "mle"
+    assert payload["format"] == runs.CHECKPOINT_FORMAT and payload["algo"] == "mle"
     assert payload["reward_model"] is None
     assert payload["configs"]["mle"]["epochs"] == 1 and payload["configs"]["train"]["seed"] == 1
     assert payload["data"]["synthetic"]["n_users"] == 120
