@@ -104,6 +104,22 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> P
     return atomic_torch_save(dict(checkpoint), path)
 
 
+def read_weights_only(path: str | os.PathLike, *, hint: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, with clear errors.
+
+    Raises:
+        FileNotFoundError: no file at ``path`` (``hint`` is appended to the message).
+        RecGymError: the file cannot be unpickled with ``weights_only=True``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r}" + (f"; {hint}" if hint else ""))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
+        raise RecGymError(f"cannot read checkpoint {str(path)!r}: {err}") from err
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True`` (tensors on CPU) and check its layout.
 
@@ -111,13 +127,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         FileNotFoundError: no file at ``path``.
         RecGymError: the file is not a checkpoint of this format.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
-        raise RecGymError(f"cannot read checkpoint {str(path)!r}: {err}") from err
+    checkpoint = read_weights_only(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         got = (
             checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__

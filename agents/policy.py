@@ -24,7 +24,7 @@ from torch.distributions import Categorical
 
 from recgym.errors import RecGymError
 from recgym.types import SessionState
-from rewards.base import atomic_torch_save, config_to_dict, evaluating
+from rewards.base import atomic_torch_save, evaluating, module_payload
 
 
 class SequencePolicy(nn.Module, ABC):
@@ -163,12 +163,7 @@ class SequencePolicy(nn.Module, ABC):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write config and weights atomically."""
-        payload = {
-            "class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "config": config_to_dict(getattr(self, "config", None)),
-            "init_kwargs": self.init_kwargs(),
-            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-        }
+        payload = module_payload(self)
         return atomic_torch_save(payload, path)
 
     @classmethod

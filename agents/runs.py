@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from agents.checkpoint import read_weights_only
 from agents.config_io import (
     RunSettings,
     build_config,
@@ -31,7 +32,7 @@ from recgym.recommenders import PopularityRecommender
 from recgym.reference import HitReward, OracleReward
 from recgym.splits import Split, leave_one_out
 from recgym.synthetic import SyntheticConfig, make_synthetic
-from rewards.base import atomic_torch_save, config_to_dict
+from rewards.base import atomic_torch_save, config_to_dict, module_payload
 
 CHECKPOINT_FORMAT = "recgym.agents.cli/1"
 TEST_PROTOCOLS = ("full", "uniform-100")
@@ -224,25 +225,9 @@ def save_run(settings, data: RunData, policy, reward_model, metrics, histories) 
     return path
 
 
-def module_payload(module) -> dict[str, Any]:
-    """A model as plain data: class name, config dict, constructor kwargs and CPU weights."""
-    return {
-        "class": f"{type(module).__module__}.{type(module).__qualname__}",
-        "config": config_to_dict(getattr(module, "config", None)),
-        "init_kwargs": module.init_kwargs(),
-        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-    }
-
-
 def load_run(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``recgym train`` checkpoint with ``weights_only=True`` and check its format."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {str(path)!r}; write one with `recgym train`")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
-        raise RecGymError(f"cannot read checkpoint {str(path)!r}: {err}") from err
+    payload = read_weights_only(path, hint="write one with `recgym train`")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise RecGymError(
             f"{str(path)!r} is not a `recgym train` checkpoint (format {CHECKPOINT_FORMAT}); "

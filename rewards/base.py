@@ -212,13 +212,7 @@ class RewardModel(nn.Module, ABC):
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
         """Write config, constructor arguments and weights atomically to ``path``."""
-        config = getattr(self, "config", None)
-        payload = {
-            "class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "config": config_to_dict(config),
-            "init_kwargs": self.init_kwargs(),
-            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-        }
+        payload = module_payload(self)
         return atomic_torch_save(payload, path)
 
     @classmethod
@@ -303,6 +297,20 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def module_payload(module: nn.Module) -> dict[str, Any]:
+    """A model as plain data for ``weights_only=True`` loading: class, config, kwargs, CPU weights.
+
+    ``module`` has ``init_kwargs()`` and optionally a dataclass ``config`` (reward models,
+    policies).
+    """
+    return {
+        "class": f"{type(module).__module__}.{type(module).__qualname__}",
+        "config": config_to_dict(getattr(module, "config", None)),
+        "init_kwargs": module.init_kwargs(),
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+    }
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
