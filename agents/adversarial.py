@@ -29,6 +29,15 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from agents.adversarial_steps import (
+    PolicyNegatives,
+    check_components,
+    discriminator_step,
+    mean_metrics,
+    progress_bar,
+    summary_writer,
+    validation_metrics,
+)
 from agents.checkpoint import (
     draw_seed,
     forked_global_rng,
@@ -40,21 +49,13 @@ from agents.checkpoint import (
 from agents.mle import MLEConfig, MLETrainer
 from agents.policy import SequencePolicy
 from agents.quality import catalogue_coverage, gini, oracle_continuation_loglik
-from agents.reinforce import (
-    BASELINES,
-    PGConfig,
-    PolicyGradientTrainer,
-    check_float,
-    check_int,
-    sample_continuations,
-)
+from agents.reinforce import BASELINES, PGConfig, PolicyGradientTrainer, check_float, check_int
 from recgym.device import resolve_device
 from recgym.env import BatchedRecEnv, EnvConfig
 from recgym.errors import RecGymError
-from recgym.evaluation import evaluate
 from recgym.splits import Split
 from rewards.base import REWARD_FORMS, RewardModel, config_to_dict
-from rewards.negatives import ContinuationSampler, real_sequences
+from rewards.negatives import real_sequences
 from rewards.pretrain import PretrainConfig, pretrain_discriminator
 from rewards.wrappers import RewardFormWrapper
 
@@ -89,6 +90,9 @@ class AdversarialConfig:
         n_eval_users: real prefixes for the oracle continuation log-likelihood.
         eval_batch_size: targets ranked at once during validation.
         seed: seeds everything (generators, env resets, dropout, pre-training).
+        evaluate_start: rank the validation targets once after pre-training (history row
+            ``round = 0``), so the starting policy competes for "best": with it the selected
+            policy can never be worse on validation than its MLE starting point.
         checkpoint_dir: write ``last.pt`` every round and ``best.pt`` (by validation NDCG@10).
         log_dir: TensorBoard directory (``None`` = no TensorBoard).
         progress: show a tqdm bar over rounds.
@@ -120,6 +124,7 @@ class AdversarialConfig:
     n_eval_users: int = 512
     eval_batch_size: int = 1024
     seed: int = 0
+    evaluate_start: bool = True
     checkpoint_dir: str | None = None
     log_dir: str | None = None
     progress: bool = False
@@ -159,60 +164,6 @@ class AdversarialConfig:
         )  # fmt: skip
 
 
-class PolicyNegatives:
-    """Fakes from real sequences: the newest ``k`` items replaced by a policy continuation.
-
-    ``k`` is drawn uniformly in ``1..max_steps`` per call from the given generator, so the
-    reward model sees fakes with as many generated items as the g-step rollouts produce.
-    """
-
-    def __init__(self, policy: SequencePolicy, max_steps: int, *, exclude_seen: bool) -> None:
-        self.policy, self.max_steps, self.exclude_seen = policy, max_steps, exclude_seen
-
-    def _generate(self, prefix: Tensor, n_steps: int, generator: torch.Generator) -> Tensor:
-        return sample_continuations(
-            self.policy, prefix, n_steps, generator, exclude_seen=self.exclude_seen
-        )
-
-    def sample(self, real: Tensor, generator: torch.Generator) -> Tensor:
-        """``(B, L)`` fakes of ``(B, L)`` real sequences."""
-        k = 1 + int(torch.randint(self.max_steps, (1,), generator=generator, device=real.device))
-        return ContinuationSampler(self._generate, k).sample(real, generator)
-
-
-# ----------------------------------------------------------------------------- steps
-def discriminator_step(
-    reward_model: RewardModel,
-    real_pool: Tensor,
-    sampler: PolicyNegatives,
-    *,
-    batch_size: int,
-    rng: np.random.Generator,
-    generator: torch.Generator,
-) -> dict[str, float]:
-    """One ``reward_model.update`` on a random batch of real sequences vs fresh fakes."""
-    rows = rng.choice(len(real_pool), size=min(batch_size, len(real_pool)), replace=False)
-    real = real_pool[torch.as_tensor(rows, device=real_pool.device)]
-    return reward_model.update(real, sampler.sample(real, generator))
-
-
-def validation_metrics(
-    policy: SequencePolicy, split: Split, *, max_len: int, batch_size: int, device: torch.device
-) -> dict[str, float]:
-    """Validation HR@10 and NDCG@10 under full ranking (``recgym.evaluate``)."""
-    frame = evaluate(
-        policy, split, "valid", protocols=("full",), ks=(10,), max_len=max_len,
-        batch_size=batch_size, device=device,
-    )  # fmt: skip
-    values = frame.set_index(["metric", "k"])["value"]
-    return {"eval/HR@10": float(values[("HR", 10)]), "eval/NDCG@10": float(values[("NDCG", 10)])}
-
-
-def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
-    """Key-wise mean of metric dicts."""
-    return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]} if rows else {}
-
-
 # ----------------------------------------------------------------------------- the trainer
 class AdversarialTrainer:
     """Alternate policy-gradient and reward-model updates (see the module docstring).
@@ -243,7 +194,9 @@ class AdversarialTrainer:
         pretrain_config: PretrainConfig | None = None,
     ) -> None:
         self.config = c = AdversarialConfig() if config is None else config
-        _check_components(policy, reward_model, split, c)
+        if not isinstance(c, AdversarialConfig):
+            raise TypeError(f"config must be an AdversarialConfig; got {type(c).__name__}")
+        check_components(policy, reward_model, split)
         self.device = resolve_device(device)
         self.policy, self.reward_model, self.split = policy.to(self.device), reward_model, split
         reward_model.to(self.device)
@@ -272,6 +225,7 @@ class AdversarialTrainer:
         self.generator = torch.Generator(device=self.device).manual_seed(c.seed + 1)
         self.rng = np.random.default_rng(c.seed)
         self.round, self.best_metric, self.pretrained = 0, -math.inf, False
+        self.best_state: dict[str, Tensor] | None = None
         self.history: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------ the loop
@@ -280,8 +234,8 @@ class AdversarialTrainer:
         c = self.config
         if not self.pretrained:
             self.pretrain()
-        writer = _summary_writer(c.log_dir)
-        bar = _progress(self.round, c.n_rounds, c.progress)
+        writer = summary_writer(c.log_dir)
+        bar = progress_bar(self.round, c.n_rounds, c.progress)
         try:
             while self.round < c.n_rounds:
                 tic = time.perf_counter()
@@ -318,7 +272,21 @@ class AdversarialTrainer:
             )
             self.reward_model.configure_optimizer(lr=c.disc_lr)  # fresh Adam for the rounds
         self.pretrained = True
-        self.save(self._path("last.pt"))
+        if c.evaluate_start:
+            self._end_round({"round": 0, **self.evaluate()}, writer=None)
+        else:
+            self.save(self._path("last.pt"))
+
+    def restore_best(self) -> float:
+        """Load the policy weights with the best validation NDCG@10 seen; returns that NDCG.
+
+        Raises:
+            RecGymError: nothing was evaluated yet (call :meth:`train` first).
+        """
+        if self.best_state is None:
+            raise RecGymError("no evaluated policy yet: call train() before restore_best()")
+        self.policy.load_state_dict(self.best_state)
+        return self.best_metric
 
     def _d_step(self) -> dict[str, float]:
         return discriminator_step(
@@ -364,6 +332,7 @@ class AdversarialTrainer:
         ndcg = row.get("eval/NDCG@10", -math.inf)
         if ndcg > self.best_metric:
             self.best_metric = ndcg
+            self.best_state = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
             self.save(self._path("best.pt"))
         self.save(self._path("last.pt"))
 
@@ -391,6 +360,7 @@ class AdversarialTrainer:
             "n_updates": self.pg.n_updates,
             "pretrained": self.pretrained,
             "history": [dict(row) for row in self.history],
+            "best_policy": self.best_state,
         }
         checkpoint = make_checkpoint(
             **self._parts(), round=self.round, best_metric=self.best_metric, extra=extra
@@ -418,6 +388,8 @@ class AdversarialTrainer:
         self.pg.n_updates = int(checkpoint["extra"]["n_updates"])
         self.pretrained = bool(checkpoint["extra"]["pretrained"])
         self.history = [dict(row) for row in checkpoint["extra"]["history"]]
+        best = checkpoint["extra"].get("best_policy")
+        self.best_state = None if best is None else {k: v.to(self.device) for k, v in best.items()}
 
     @classmethod
     def resume(
@@ -438,37 +410,3 @@ class AdversarialTrainer:
         trainer = cls(policy, reward_model, split, config, **kwargs)
         trainer.load(path)
         return trainer
-
-
-# ----------------------------------------------------------------------------- helpers
-def _check_components(policy: object, reward_model: object, split: object, config: object) -> None:
-    if not isinstance(policy, SequencePolicy):
-        raise TypeError(f"policy must be an agents.SequencePolicy; got {type(policy).__name__}")
-    if not isinstance(reward_model, RewardModel):
-        raise TypeError(
-            f"reward_model must be a rewards.RewardModel; got {type(reward_model).__name__}"
-        )
-    if not isinstance(split, Split):
-        raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
-    if not isinstance(config, AdversarialConfig):
-        raise TypeError(f"config must be an AdversarialConfig; got {type(config).__name__}")
-    n_items = split.dataset.n_items
-    if policy.n_items != n_items or reward_model.n_items != n_items:
-        raise RecGymError(
-            f"policy (n_items={policy.n_items}) and reward model (n_items={reward_model.n_items}) "
-            f"must match the dataset's n_items={n_items}"
-        )
-
-
-def _summary_writer(log_dir: str | None) -> Any:
-    if log_dir is None:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(log_dir=str(log_dir))
-
-
-def _progress(start: int, total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=start, desc="adversarial", unit="round", disable=not enabled)

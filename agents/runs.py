@@ -161,7 +161,9 @@ def adversarial_phase(policy, data: RunData, settings: RunSettings, device):
         policy, reward_model.to(device), data.split, adversarial, device=device,
         user_model=data.user_model, mle_config=configs["mle"], pretrain_config=configs["pretrain"],
     )  # fmt: skip
-    return trainer.train(), reward_model
+    history = trainer.train()
+    trainer.restore_best()  # the policy with the best validation NDCG@10 (round 0 included)
+    return history, reward_model
 
 
 PHASES = {

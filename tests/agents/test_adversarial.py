@@ -10,6 +10,7 @@ import torch
 
 import agents.adversarial as adversarial
 from agents.adversarial import AdversarialConfig, AdversarialTrainer, PolicyNegatives
+from agents.adversarial_steps import validation_metrics
 from agents.checkpoint import (
     load_checkpoint,
     make_checkpoint,
@@ -81,15 +82,15 @@ def test_two_rounds_end_to_end(tmp_path, synthetic, kind, overrides):
         make_policy(), make_reward(kind, split), split, config, user_model=data.user_model
     )
     frame = trainer.train()
-    assert frame["round"].tolist() == [1, 2]
+    assert frame["round"].tolist() == [0, 1, 2]  # round 0: the starting policy, evaluated
     assert set(ROUND_COLUMNS + ["eval/oracle_loglik"]) <= set(frame.columns)
-    assert frame.drop(columns=["time/round_s"]).notna().all().all()
-    assert ((frame["disc/auc"] >= 0) & (frame["disc/auc"] <= 1)).all()
+    assert frame.iloc[1:].drop(columns=["time/round_s"]).notna().all().all()
+    assert ((frame["disc/auc"].iloc[1:] >= 0) & (frame["disc/auc"].iloc[1:] <= 1)).all()
     assert (frame["eval/oracle_loglik"] < 0).all()
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"best.pt", "last.pt"}
     checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
-    assert checkpoint["round"] == 2 and len(checkpoint["extra"]["history"]) == 2
+    assert checkpoint["round"] == 2 and len(checkpoint["extra"]["history"]) == 3
     assert checkpoint["best_metric"] == frame["eval/NDCG@10"].max()
 
 
@@ -116,7 +117,8 @@ def test_pretraining_runs_mle_then_the_reward_model(tmp_path, synthetic):
     assert trainer.pretrained
     assert any(not torch.equal(before[k], v) for k, v in reward_model.state_dict().items())
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["round"] == 0
-    assert len(trainer.train()) == 1
+    assert trainer.frame()["round"].tolist() == [0]
+    assert len(trainer.train()) == 2
 
 
 def test_policy_negatives_keep_the_real_prefix(synthetic):
@@ -170,7 +172,7 @@ def test_resume_after_an_interruption_gives_the_same_weights(tmp_path, synthetic
         for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
             assert torch.equal(x, y), name
     expected = straight.frame().drop(columns=["time/round_s"])
-    assert frame["round"].tolist() == [1, 2, 3]
+    assert frame["round"].tolist() == [0, 1, 2, 3]
     np.testing.assert_allclose(frame.drop(columns=["time/round_s"]).to_numpy(), expected.to_numpy())
 
 
@@ -190,6 +192,37 @@ def test_resume_refuses_a_changed_config(tmp_path, synthetic):
             path, make_policy(), make_reward("multifactor", split), split,
             small_config(tmp_path, horizon=4),
         )  # fmt: skip
+
+
+def test_the_starting_policy_competes_for_best(tmp_path, synthetic):
+    data, split = synthetic
+    trainer = AdversarialTrainer(
+        make_policy(), make_reward("multifactor", split), split,
+        small_config(tmp_path, n_rounds=2, policy_lr=0.5, log_dir=None),
+    )  # fmt: skip
+    with pytest.raises(RecGymError, match="train"):
+        trainer.restore_best()
+    frame = trainer.train()
+    best = trainer.restore_best()
+    assert best == frame["eval/NDCG@10"].max() >= frame["eval/NDCG@10"].iloc[0]
+    restored = validation_metrics(trainer.policy, split, max_len=20, batch_size=64,
+                                  device=trainer.device)  # fmt: skip
+    assert restored["eval/NDCG@10"] == pytest.approx(best)
+    resumed = AdversarialTrainer.resume(
+        tmp_path / "checkpoints" / "last.pt", make_policy(seed=5),
+        make_reward("multifactor", split), split,
+        small_config(tmp_path, n_rounds=2, policy_lr=0.5, log_dir=None),
+    )  # fmt: skip
+    assert resumed.restore_best() == best
+    for x, y in zip(resumed.policy.parameters(), trainer.policy.parameters(), strict=True):
+        assert torch.equal(x, y)
+
+
+def test_evaluate_start_off_keeps_only_rounds(tmp_path, synthetic):
+    data, split = synthetic
+    config = small_config(tmp_path, n_rounds=1, evaluate_start=False, log_dir=None)
+    trainer = AdversarialTrainer(make_policy(), make_reward("energy", split), split, config)
+    assert trainer.train()["round"].tolist() == [1]
 
 
 # ----------------------------------------------------------------------------- checkpoints
