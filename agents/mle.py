@@ -56,6 +56,9 @@ class MLEConfig:
         max_len: window length; ``None`` = the policy's ``max_len``.
         seed: seeds the batch order, the negatives and dropout.
         max_grad_norm: gradient-norm clip, ``None`` for none.
+        evaluate_start: rank the validation targets before the first epoch (history row
+            ``epoch = 0``) so the starting weights compete for "best" — for fine-tuning a
+            trained policy (SAO), which then can never end worse on validation than it began.
     """
 
     epochs: int = 50
@@ -69,6 +72,7 @@ class MLEConfig:
     max_len: int | None = None
     seed: int = 0
     max_grad_norm: float | None = 5.0
+    evaluate_start: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
@@ -94,15 +98,15 @@ class MLEConfig:
 class MLEResult:
     """What :meth:`MLETrainer.fit` measured.
 
-    Attributes:
-        history: one row per epoch: ``epoch``, ``mle/loss`` (mean training loss; the total
-            adversarial objective under a perturbation, then also ``mle/clean_loss`` and
-            ``mle/adv_loss``), ``eval/NDCG@10`` and ``eval/HR@10`` (validation, full ranking;
-            NaN on epochs not evaluated), ``time/epoch_s`` and ``time/elapsed_s``.
-        best_epoch: the evaluated epoch with the best validation NDCG@10 (its weights are the
-            policy's at the end); 0 if nothing was evaluated.
-        best_metrics: ``{"eval/NDCG@10": .., "eval/HR@10": ..}`` of that epoch.
-        stopped_early: whether patience ran out before ``epochs``.
+        Attributes:
+            history: one row per epoch: ``epoch``, ``mle/loss`` (mean training loss; the total
+                adversarial objective under a perturbation, then also ``mle/clean_loss`` and
+                ``mle/adv_loss``), ``eval/NDCG@10`` and ``eval/HR@10`` (validation, full ranking;
+                NaN on epochs not evaluated), ``time/epoch_s`` and ``time/elapsed_s``.
+            best_epoch: the evaluated epoch with the best validation NDCG@10 (its weights are the
+    X
+            best_metrics: ``{"eval/NDCG@10": .., "eval/HR@10": ..}`` of that epoch.
+            stopped_early: whether patience ran out before ``epochs``.
     """
 
     history: pd.DataFrame
@@ -242,6 +246,9 @@ class MLETrainer:
         negatives = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         best = _Best(patience=cfg.patience)
         rows, start = [], time.perf_counter()
+        if cfg.evaluate_start:
+            rows.append({"epoch": 0, **self.validate(), "time/elapsed_s": 0.0})
+            best.update(rows[0], self.policy, self.checkpoint_path)
         epochs = range(1, cfg.epochs + 1)
         bar = _progress(epochs) if self.progress else epochs
         for epoch in bar:
@@ -259,7 +266,8 @@ class MLETrainer:
                 break
         if best.state is not None:
             self.policy.load_state_dict(best.state)
-        return MLEResult(pd.DataFrame(rows), best.epoch, best.metrics, len(rows) < cfg.epochs)
+        stopped_early = rows[-1]["epoch"] < cfg.epochs
+        return MLEResult(pd.DataFrame(rows), best.epoch, best.metrics, stopped_early)
 
     def _epoch(
         self, inputs: Tensor, targets: Tensor, order: torch.Generator, negatives: torch.Generator

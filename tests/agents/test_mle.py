@@ -191,6 +191,22 @@ def test_early_stopping_restores_the_best_weights(synthetic_split, monkeypatch, 
     assert torch.equal(loaded.item_embedding.weight, snapshots[2])
 
 
+def test_evaluate_start_lets_the_starting_weights_win(synthetic_split, monkeypatch):
+    scripted = iter([0.50, 0.20, 0.30])  # the starting weights are best
+
+    def fake_validate(self):
+        return {"eval/NDCG@10": next(scripted), "eval/HR@10": 0.5}
+
+    monkeypatch.setattr(mle_module.MLETrainer, "validate", fake_validate)
+    policy = small_sasrec()
+    start = policy.item_embedding.weight.detach().clone()
+    config = MLEConfig(epochs=2, lr=1e-2, evaluate_start=True)
+    result = MLETrainer(policy, synthetic_split, config).fit()
+    assert result.history["epoch"].tolist() == [0, 1, 2]
+    assert result.best_epoch == 0 and not result.stopped_early
+    assert torch.equal(policy.item_embedding.weight, start)
+
+
 def test_eval_every_and_tensorboard(synthetic_split, tmp_path):
     config = MLEConfig(epochs=3, eval_every=2)
     result = MLETrainer(small_sasrec(), synthetic_split, config, log_dir=tmp_path / "tb").fit()
