@@ -1,0 +1,289 @@
+"""The seed papers' systems with one set of defaults, fit on one split: a model zoo.
+
+``ModelZoo(split, ZooConfig(), seed=0).fit("mfgan")`` trains a system and returns a
+:class:`FitResult` whose ``recommender`` ranks with ``recgym.evaluate``. Systems that start from
+another one (SASRec+SAO, MFGAN from SASRec MLE; EB-SeqGAN from GRU4Rec MLE; APR from BPR-MF)
+reuse the zoo's cached starting point, so a table of all systems trains each base once per seed;
+``total_seconds`` counts the starting point's time too.
+
+Every fine-tuned system is selected on validation NDCG@10 with its starting point among the
+candidates (``MLEConfig.evaluate_start``, ``AdversarialConfig.evaluate_start``): adversarial
+fine-tuning can therefore never end worse *on validation* than the model it started from.
+``benchmarks/reproduce.py`` builds the papers' tables from this module.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from agents.checkpoint import forked_global_rng
+from agents.policy import SequencePolicy
+from recgym.device import resolve_device
+from recgym.recommenders import PopularityRecommender
+from recgym.splits import Split
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZooConfig:
+    """Model sizes and training budgets shared by every system of the zoo.
+
+    Attributes:
+        max_len: history window of every sequential model and of evaluation.
+        dim: embedding size of every model.
+        mle_epochs: maximum MLE epochs (SASRec, GRU4Rec); early stopping decides.
+        lr: Adam learning rate of MLE.
+        eval_every: epochs (or adversarial rounds) between validation rankings.
+        patience: validation rankings without improvement before stopping.
+        sao_epochs: maximum SAO fine-tuning epochs from SASRec MLE.
+        sao_eps: SAO perturbation norm per embedding vector.
+        adversarial_rounds: MFGAN / EB-SeqGAN rounds after MLE.
+        reward_pretrain_epochs: discriminator pre-training epochs before the rounds.
+        mf_epochs: maximum BPR-MF epochs.
+        apr_epochs: maximum APR epochs from BPR-MF.
+        acvae_epochs: maximum ACVAE epochs.
+    """
+
+    max_len: int = 50
+    dim: int = 64
+    mle_epochs: int = 200
+    lr: float = 1e-3
+    eval_every: int = 2
+    patience: int = 5
+    sao_epochs: int = 10
+    sao_eps: float = 0.5
+    adversarial_rounds: int = 50
+    reward_pretrain_epochs: int = 3
+    mf_epochs: int = 200
+    apr_epochs: int = 100
+    acvae_epochs: int = 200
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name in ("lr", "sao_eps"):
+                ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+                expected = "a float > 0"
+            else:
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+                expected = "an int >= 1"
+            if not ok:
+                raise ValueError(f"ZooConfig.{item.name} must be {expected}; got {value!r}")
+
+    @classmethod
+    def quick(cls) -> ZooConfig:
+        """A smoke setting: every system trains for a moment (CI, ``reproduce.py --quick``)."""
+        return cls(
+            max_len=20, dim=16, mle_epochs=2, eval_every=1, patience=1, sao_epochs=1,
+            adversarial_rounds=2, reward_pretrain_epochs=1, mf_epochs=2, apr_epochs=1,
+            acvae_epochs=2,
+        )  # fmt: skip
+
+
+@dataclass
+class FitResult:
+    """A trained system.
+
+    Attributes:
+        name: the zoo name.
+        recommender: ranks with ``recgym.evaluate`` (``score(history, user)``).
+        max_len: the history window to evaluate it with.
+        fit_seconds: wall time of this system's own training.
+        total_seconds: ``fit_seconds`` plus the time of the cached starting point it reused.
+        info: what its trainer reported (best epoch or round, validation NDCG@10, ...).
+    """
+
+    name: str
+    recommender: Any
+    max_len: int
+    fit_seconds: float
+    total_seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelZoo:
+    """Fits the zoo's systems on one split with one seed, caching shared starting points.
+
+    Args:
+        split: the split (leave-one-out for the papers' protocol).
+        config: sizes and budgets (``ZooConfig.quick()`` for a smoke run).
+        seed: seeds every model's weights, batches, negatives and rollouts.
+        device: where everything trains.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        config: ZooConfig | None = None,
+        *,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if not isinstance(split, Split):
+            raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0; got {seed!r}")
+        self.split, self.seed = split, seed
+        self.config = ZooConfig() if config is None else config
+        self.device = resolve_device(device)
+        self._cache: dict[str, FitResult] = {}
+
+    def fit(self, name: str) -> FitResult:
+        """Train system ``name`` (one of :data:`MODELS`); starting points are cached."""
+        if name not in FITTERS:
+            raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
+        if name in self._cache:
+            return self._cache[name]
+        tic = time.perf_counter()
+        recommender, info, base = FITTERS[name](self)
+        seconds = time.perf_counter() - tic
+        base_seconds = 0.0 if base is None else self._cache[base].total_seconds
+        result = FitResult(
+            name, recommender, self.config.max_len, seconds, seconds + base_seconds, info
+        )
+        if name in CACHED:
+            self._cache[name] = result
+        return result
+
+    def start_from(self, name: str) -> Any:
+        """A deep copy of cached system ``name`` (fitting it first), to fine-tune in place."""
+        return copy.deepcopy(self.fit(name).recommender)
+
+    # ------------------------------------------------------------------ shared settings
+    def mle_config(self, **overrides: Any):
+        """The MLE settings of every sequential model (CE loss, early stopping)."""
+        from agents.mle import MLEConfig
+
+        c = self.config
+        settings = dict(
+            epochs=c.mle_epochs, lr=c.lr, eval_every=c.eval_every, patience=c.patience,
+            seed=self.seed, max_len=c.max_len,
+        )  # fmt: skip
+        return MLEConfig(**(settings | overrides))
+
+    def adversarial_config(self, **overrides: Any):
+        """The MFGAN / EB-SeqGAN loop settings (start evaluated, best-on-validation kept)."""
+        from agents.adversarial import AdversarialConfig
+
+        c = self.config
+        settings = dict(
+            n_rounds=c.adversarial_rounds, g_steps=1, d_steps=1,
+            pretrain_reward_epochs=c.reward_pretrain_epochs, eval_every=c.eval_every,
+            rollout_batch_size=256, horizon=5, max_len=c.max_len, d_batch_size=256,
+            policy_lr=1e-4, disc_lr=1e-3, seed=self.seed, exclude_seen=True,
+        )  # fmt: skip
+        return AdversarialConfig(**(settings | overrides))
+
+    def new_policy(self, kind: str) -> SequencePolicy:
+        """A freshly initialised SASRec (2 blocks, 1 head, dropout 0.2) or GRU4Rec policy."""
+        n_items, c = self.split.dataset.n_items, self.config
+        with forked_global_rng(self.seed):
+            if kind == "sasrec":
+                from agents.sasrec import SASRecConfig, SASRecPolicy
+
+                config = SASRecConfig(max_len=c.max_len, dim=c.dim, n_blocks=2, n_heads=1)
+                return SASRecPolicy(config, n_items=n_items)
+            from agents.gru import GRUConfig, GRUPolicy
+
+            config = GRUConfig(max_len=c.max_len, dim=c.dim, hidden_size=c.dim)
+            return GRUPolicy(config, n_items=n_items)
+
+
+# ---------------------------------------------------------------------- the systems
+Fitted = tuple[Any, dict[str, Any], str | None]
+"""``(recommender, info, name of the cached starting point or None)``."""
+
+
+def _popularity(zoo: ModelZoo) -> Fitted:
+    return PopularityRecommender.fit(zoo.split, device=zoo.device), {}, None
+
+
+def _mle(kind: str) -> Callable[[ModelZoo], Fitted]:
+    def fit(zoo: ModelZoo) -> Fitted:
+        from agents.mle import MLETrainer
+
+        policy = zoo.new_policy(kind)
+        result = MLETrainer(policy, zoo.split, zoo.mle_config(), device=zoo.device).fit()
+        return policy, _mle_info(result), None
+
+    return fit
+
+
+def _sao(zoo: ModelZoo) -> Fitted:
+    from agents.mle import MLETrainer
+    from agents.perturbation import PerturbationConfig
+
+    policy = zoo.start_from("sasrec")
+    config = zoo.mle_config(epochs=zoo.config.sao_epochs, evaluate_start=True)
+    perturbation = PerturbationConfig(eps=zoo.config.sao_eps, lam=1.0)
+    trainer = MLETrainer(policy, zoo.split, config, device=zoo.device, perturbation=perturbation)
+    return policy, _mle_info(trainer.fit()), "sasrec"
+
+
+def _mfgan(zoo: ModelZoo) -> Fitted:
+    from rewards.multifactor import MultiFactorConfig, MultiFactorDiscriminator
+
+    c = zoo.config
+    config = MultiFactorConfig(dim=c.dim, max_len=c.max_len, combination="mean")
+    reward_model = MultiFactorDiscriminator(config, zoo.split.factors(), seed=zoo.seed)
+    return _adversarial(zoo, "sasrec", reward_model, zoo.adversarial_config())
+
+
+def _ebseqgan(zoo: ModelZoo) -> Fitted:
+    from rewards.energy import EnergyConfig, EnergyDiscriminator
+
+    c = zoo.config
+    config = EnergyConfig(encoder="cnn", dim=c.dim, max_len=c.max_len)
+    n_items = zoo.split.dataset.n_items
+    reward_model = EnergyDiscriminator(config, n_items=n_items, seed=zoo.seed)
+    adversarial = zoo.adversarial_config(maxent=True, alpha=0.05)
+    return _adversarial(zoo, "gru4rec", reward_model, adversarial)
+
+
+def _adversarial(zoo: ModelZoo, base: str, reward_model: Any, config: Any) -> Fitted:
+    from agents.adversarial import AdversarialTrainer
+
+    policy = zoo.start_from(base)
+    trainer = AdversarialTrainer(
+        policy, reward_model.to(zoo.device), zoo.split, config, device=zoo.device
+    )
+    history = trainer.train()
+    best = trainer.restore_best()
+    evaluated = history.dropna(subset=["eval/NDCG@10"])
+    best_round = int(evaluated.loc[evaluated["eval/NDCG@10"].idxmax(), "round"])
+    last = history.iloc[-1]
+    info = {
+        "best_round": best_round,
+        "valid_ndcg10": best,
+        "valid_ndcg10_start": float(history.iloc[0]["eval/NDCG@10"]),
+        "disc_auc_last": float(last.get("disc/auc", float("nan"))),
+    }
+    return policy, info, base
+
+
+def _mle_info(result: Any) -> dict[str, Any]:
+    return {
+        "best_epoch": result.best_epoch,
+        "valid_ndcg10": result.best_metrics.get("eval/NDCG@10", float("nan")),
+        "epochs_run": int(result.history["epoch"].max()),
+    }
+
+
+FITTERS: dict[str, Callable[[ModelZoo], Fitted]] = {
+    "popularity": _popularity,
+    "gru4rec": _mle("gru"),
+    "sasrec": _mle("sasrec"),
+    "asasrec": _sao,
+    "mfgan": _mfgan,
+    "ebseqgan": _ebseqgan,
+}
+"""Zoo name -> fitter. ``benchmarks/reproduce.py`` lists them in the papers' order."""
+CACHED = frozenset({"sasrec", "gru4rec", "bpr-mf"})
+"""Systems other systems start from: kept after their first fit."""
+MODELS = tuple(FITTERS)

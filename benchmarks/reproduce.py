@@ -1,0 +1,157 @@
+"""Reproduce the seed papers' tables: every system of ``agents.zoo`` under one protocol.
+
+Leave-one-out, test stage, all users, pessimistic ties; HR@10, NDCG@10 and MRR under full
+ranking, uniform-100 and popularity-100 sampled negatives; mean ± std over seeds; fit times.
+Each (dataset, model, seed) cell is appended to ``<out>/results.csv`` as soon as it finishes, and
+a rerun skips finished cells, so an interrupted run resumes. ``<out>/summary.md`` holds the
+tables (rewritten after every cell).
+
+Usage::
+
+    python benchmarks/reproduce.py --quick                       # CI smoke: synthetic, seconds
+    python benchmarks/reproduce.py --data ml-100k --seeds 0 1 2  # the ML-100K table
+    python benchmarks/reproduce.py --data amazon-beauty --models popularity sasrec --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from agents.zoo import MODELS, ModelZoo, ZooConfig
+from recgym import leave_one_out
+from recgym.evaluation import evaluate
+from recgym.synthetic import SyntheticConfig, make_synthetic
+
+PROTOCOLS = ("full", "uniform-100", "popularity-100")
+METRICS = (("HR", 10), ("NDCG", 10), ("MRR", None))
+DEFAULT_DATA = os.environ.get(
+    "RECGYM_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+KEYS = ["data", "model", "seed"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=["ml-100k"],
+        help="datasets: synthetic, ml-100k, amazon-beauty, amazon-sports, ...",
+    )
+    parser.add_argument("--data-dir", default=DEFAULT_DATA)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out-dir", default="runs/reproduce")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke setting: synthetic data, tiny budgets, one seed"
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="override adversarial rounds")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.data, args.seeds = ["synthetic"], args.seeds[:1]
+    return args  # fmt: skip
+
+
+def load_split(name: str, data_dir: str, quick: bool):
+    """The leave-one-out split of ``name`` (``synthetic``: the embedded generator)."""
+    if name == "synthetic":
+        size = dict(n_users=200, n_items=150) if quick else {}
+        return leave_one_out(make_synthetic(SyntheticConfig(**size), seed=0).dataset)
+    from recgym.datasets import load_dataset
+
+    return leave_one_out(load_dataset(name, data_dir=data_dir))
+
+
+def metric_rows(frame: pd.DataFrame) -> dict[str, float]:
+    """``{"full/HR@10": .., ...}`` from an ``evaluate`` frame."""
+    out = {}
+    for row in frame.itertuples():
+        k = "" if pd.isna(row.k) else f"@{int(row.k)}"
+        if (row.metric, None if k == "" else int(row.k)) in METRICS:
+            out[f"{row.protocol}/{row.metric}{k}"] = float(row.value)
+    return out
+
+
+def run_cell(zoo: ModelZoo, name: str, model: str, seed: int, device: str) -> dict:
+    fit = zoo.fit(model)
+    tic = time.perf_counter()
+    frame = evaluate(
+        fit.recommender, zoo.split, "test", protocols=PROTOCOLS, ks=(10,),
+        max_len=fit.max_len, device=device, seed=seed,
+    )  # fmt: skip
+    row = {"data": name, "model": model, "seed": seed, **metric_rows(frame)}
+    row |= {"fit_s": fit.fit_seconds, "total_s": fit.total_seconds,
+            "eval_s": time.perf_counter() - tic}  # fmt: skip
+    row |= {f"info/{k}": v for k, v in fit.info.items()}
+    return row
+
+
+def summarise(results: pd.DataFrame) -> str:
+    """Markdown tables (one per dataset): mean ± std over seeds."""
+    columns = [f"{p}/{m}" + ("" if k is None else f"@{k}") for p in PROTOCOLS for m, k in METRICS]
+    out = []
+    for name, frame in results.groupby("data", sort=False):
+        out.append(f"### {name}\n")
+        header = ["model", "seeds"] + columns + ["fit s", "total s"]
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "---|" * len(header))
+        for model, cells in frame.groupby("model", sort=False):
+            values = [_mean_std(cells[c], 4) for c in columns if c in cells]
+            times = [_mean_std(cells[c], 0) for c in ("fit_s", "total_s")]
+            out.append(f"| {model} | {len(cells)} | " + " | ".join(values + times) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _mean_std(values: pd.Series, digits: int) -> str:
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.csv"
+    results = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=KEYS)
+    done = set(map(tuple, results[KEYS].astype(str).to_numpy()))
+    config = ZooConfig.quick() if args.quick else ZooConfig()
+    if args.rounds:
+        config = ZooConfig(**{**config.__dict__, "adversarial_rounds": args.rounds})
+    for name in args.data:
+        split = load_split(name, args.data_dir, args.quick)
+        for seed in args.seeds:
+            zoo = ModelZoo(split, config, seed=seed, device=args.device)
+            for model in args.models:
+                if (name, model, str(seed)) in done:
+                    continue
+                row = run_cell(zoo, name, model, seed, args.device)
+                print(f"{name} {model} seed={seed}: full NDCG@10 {row['full/NDCG@10']:.4f}, "
+                      f"fit {row['fit_s']:.0f} s", flush=True)  # fmt: skip
+                results = pd.concat([results, pd.DataFrame([row])], ignore_index=True)
+                _atomic_write(path, results.to_csv(index=False))
+                _atomic_write(out / "summary.md", summarise(results))
+    print(summarise(results))
+    return 0
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The model zoo: every system fits on tiny data, ranks with recgym.evaluate, and fine-tuned
+systems never end worse on validation than their starting point."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from agents.zoo import MODELS, ModelZoo, ZooConfig
+from recgym.evaluation import evaluate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def zoo(synthetic):
+    data, split = synthetic
+    return ModelZoo(split, ZooConfig.quick(), seed=0)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_system_fits_and_ranks(zoo, name):
+    fit = zoo.fit(name)
+    assert fit.name == name and fit.total_seconds >= fit.fit_seconds >= 0
+    frame = evaluate(fit.recommender, zoo.split, "test", protocols=("full",), ks=(10,),
+                     max_len=fit.max_len)  # fmt: skip
+    assert frame["value"].between(0, 1).all()
+
+
+@pytest.mark.parametrize(("name", "base"), [("asasrec", "sasrec"), ("mfgan", "sasrec"),
+                                            ("ebseqgan", "gru4rec")])  # fmt: skip
+def test_fine_tuning_never_loses_on_validation(zoo, name, base):
+    start, tuned = zoo.fit(base), zoo.fit(name)
+    assert tuned.info["valid_ndcg10"] >= start.info["valid_ndcg10"]
+    assert zoo.fit(base) is start  # the base is cached, and fine-tuning works on a copy
+    assert tuned.recommender is not start.recommender
+
+
+def test_same_seed_same_model(synthetic):
+    data, split = synthetic
+    a = ModelZoo(split, ZooConfig.quick(), seed=3).fit("sasrec").recommender
+    b = ModelZoo(split, ZooConfig.quick(), seed=3).fit("sasrec").recommender
+    for x, y in zip(a.parameters(), b.parameters(), strict=True):
+        assert (x == y).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"dim": 0}, "dim must be an int >= 1; got 0"), ({"lr": -1.0}, "lr must be a float > 0"),
+     ({"mle_epochs": 2.5}, "mle_epochs")],
+)  # fmt: skip
+def test_config_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ZooConfig(**kwargs)
+
+
+def test_zoo_errors(synthetic):
+    data, split = synthetic
+    with pytest.raises(TypeError, match="Split"):
+        ModelZoo(data.dataset)
+    with pytest.raises(ValueError, match="unknown model 'bert4rec'"):
+        ModelZoo(split, ZooConfig.quick()).fit("bert4rec")
+
+
+def test_reproduce_quick_writes_and_resumes(tmp_path):
+    spec = importlib.util.spec_from_file_location("reproduce", REPO / "benchmarks/reproduce.py")
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    argv = ["--quick", "--models", "popularity", "sasrec", "--out-dir", str(tmp_path)]
+    assert reproduce.main(argv) == 0
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert results["model"].tolist() == ["popularity", "sasrec"]
+    assert {"full/NDCG@10", "uniform-100/HR@10", "popularity-100/MRR", "fit_s"} <= set(results)
+    assert "| sasrec | 1 |" in (tmp_path / "summary.md").read_text()
+    assert reproduce.main(argv) == 0  # finished cells are skipped, not appended again
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 2
