@@ -1,1 +1,47 @@
-"""Policy-gradient agents and the adversarial loop for recgym. Filled in by the agents issue."""
+"""Policy-gradient agents, MLE and adversarial training, and the papers' systems.
+
+See ``docs/agents.md``. The main names:
+
+- Policies: :class:`SASRecPolicy`, :class:`GRUPolicy` (both :class:`SequencePolicy`).
+- Training: :class:`MLETrainer` (CE / BCE, early stopping; SAO/APR perturbations with a
+  :class:`PerturbationConfig`), :class:`PolicyGradientTrainer` (REINFORCE, MC rollouts, MaxEnt),
+  :class:`AdversarialTrainer` (MFGAN's Algorithm 1 and its EB-SeqGAN twin).
+- Health metrics: :func:`oracle_continuation_loglik`, :func:`cascading_error`.
+- The papers' systems with one set of defaults: :class:`ModelZoo` (``benchmarks/reproduce.py``).
+- stable-baselines3 integration lives in ``agents.sb3`` (imported on demand: it loads SB3).
+"""
+
+from __future__ import annotations
+
+from agents.adversarial import AdversarialConfig, AdversarialTrainer
+from agents.gru import GRUConfig, GRUPolicy
+from agents.mle import MLEConfig, MLEResult, MLETrainer
+from agents.perturbation import PerturbationConfig, adversarial_loss, fast_gradient_delta
+from agents.policy import SequencePolicy
+from agents.quality import cascading_error, oracle_continuation_loglik
+from agents.reinforce import PGConfig, PolicyGradientTrainer
+from agents.sasrec import SASRecConfig, SASRecPolicy
+from agents.zoo import FitResult, ModelZoo, ZooConfig
+
+__all__ = [
+    "AdversarialConfig",
+    "AdversarialTrainer",
+    "FitResult",
+    "GRUConfig",
+    "GRUPolicy",
+    "MLEConfig",
+    "MLEResult",
+    "MLETrainer",
+    "ModelZoo",
+    "PGConfig",
+    "PerturbationConfig",
+    "PolicyGradientTrainer",
+    "SASRecConfig",
+    "SASRecPolicy",
+    "SequencePolicy",
+    "ZooConfig",
+    "adversarial_loss",
+    "cascading_error",
+    "fast_gradient_delta",
+    "oracle_continuation_loglik",
+]
