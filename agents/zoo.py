@@ -60,8 +60,8 @@ class ZooConfig:
     sao_eps: float = 0.5
     adversarial_rounds: int = 50
     reward_pretrain_epochs: int = 3
-    mf_epochs: int = 200
-    apr_epochs: int = 100
+    mf_epochs: int = 500
+    apr_epochs: int = 200
     acvae_epochs: int = 200
 
     def __post_init__(self) -> None:
@@ -204,6 +204,31 @@ def _popularity(zoo: ModelZoo) -> Fitted:
     return PopularityRecommender.fit(zoo.split, device=zoo.device), {}, None
 
 
+def _bpr(zoo: ModelZoo) -> Fitted:
+    from agents.mf import BPRMFRecommender
+    from agents.mf_training import BPRConfig, BPRTrainer
+
+    model = BPRMFRecommender.for_split(zoo.split, dim=zoo.config.dim, seed=zoo.seed)
+    config = BPRConfig(epochs=zoo.config.mf_epochs, seed=zoo.seed, patience=_mf_patience(zoo))
+    return model, _mle_info(BPRTrainer(model, zoo.split, config, device=zoo.device).fit()), None
+
+
+def _apr(zoo: ModelZoo) -> Fitted:
+    from agents.apr import APRConfig, APRTrainer
+
+    model = zoo.start_from("bpr-mf")
+    config = APRConfig(
+        epochs=zoo.config.apr_epochs, seed=zoo.seed, patience=_mf_patience(zoo), eps=0.5, lam=1.0
+    )
+    return model, _mle_info(APRTrainer(model, zoo.split, config, device=zoo.device).fit()), "bpr-mf"
+
+
+def _mf_patience(zoo: ModelZoo) -> int:
+    # MF validation is noisier per epoch than MLE's: APR's code evaluates every epoch; we
+    # evaluate every 5 and wait twice the MLE patience.
+    return 2 * zoo.config.patience
+
+
 def _mle(kind: str) -> Callable[[ModelZoo], Fitted]:
     def fit(zoo: ModelZoo) -> Fitted:
         from agents.mle import MLETrainer
@@ -277,6 +302,8 @@ def _mle_info(result: Any) -> dict[str, Any]:
 
 FITTERS: dict[str, Callable[[ModelZoo], Fitted]] = {
     "popularity": _popularity,
+    "bpr-mf": _bpr,
+    "apr": _apr,
     "gru4rec": _mle("gru"),
     "sasrec": _mle("sasrec"),
     "asasrec": _sao,
