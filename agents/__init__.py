@@ -7,6 +7,8 @@ See ``docs/agents.md``. The main names:
   :class:`PerturbationConfig`), :class:`PolicyGradientTrainer` (REINFORCE, MC rollouts, MaxEnt),
   :class:`AdversarialTrainer` (MFGAN's Algorithm 1 and its EB-SeqGAN twin).
 - Health metrics: :func:`oracle_continuation_loglik`, :func:`cascading_error`.
+- MF-BPR and APR: :class:`BPRMFRecommender`, :class:`BPRTrainer`, :class:`APRTrainer`,
+  :func:`perturbation_robustness`.
 - The papers' systems with one set of defaults: :class:`ModelZoo` (``benchmarks/reproduce.py``).
 - stable-baselines3 integration lives in ``agents.sb3`` (imported on demand: it loads SB3).
 """
@@ -14,7 +16,10 @@ See ``docs/agents.md``. The main names:
 from __future__ import annotations
 
 from agents.adversarial import AdversarialConfig, AdversarialTrainer
+from agents.apr import APRConfig, APRTrainer, perturbation_robustness
 from agents.gru import GRUConfig, GRUPolicy
+from agents.mf import BPRMFRecommender
+from agents.mf_training import BPRConfig, BPRResult, BPRTrainer
 from agents.mle import MLEConfig, MLEResult, MLETrainer
 from agents.perturbation import PerturbationConfig, adversarial_loss, fast_gradient_delta
 from agents.policy import SequencePolicy
@@ -24,6 +29,12 @@ from agents.sasrec import SASRecConfig, SASRecPolicy
 from agents.zoo import FitResult, ModelZoo, ZooConfig
 
 __all__ = [
+    "APRConfig",
+    "APRTrainer",
+    "BPRConfig",
+    "BPRMFRecommender",
+    "BPRResult",
+    "BPRTrainer",
     "AdversarialConfig",
     "AdversarialTrainer",
     "FitResult",
@@ -44,4 +55,5 @@ __all__ = [
     "cascading_error",
     "fast_gradient_delta",
     "oracle_continuation_loglik",
+    "perturbation_robustness",
 ]
