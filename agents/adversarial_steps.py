@@ -94,6 +94,7 @@ def check_components(policy: object, reward_model: object, split: object) -> Non
 
 
 def summary_writer(log_dir: str | None) -> Any:
+    """A TensorBoard writer for ``log_dir`` (``None``: no logging, returns ``None``)."""
     if log_dir is None:
         return None
     from torch.utils.tensorboard import SummaryWriter

@@ -90,6 +90,10 @@ def fast_gradient_delta(grad: Tensor, eps: float, *, padding_idx: int | None = 0
 
     Returns:
         ``(n, D)`` detached perturbation; rows whose gradient is zero stay zero.
+
+    >>> grad = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    >>> fast_gradient_delta(grad, 0.5).tolist()  # row 0 = padding, row 2 = untouched
+    [[0.0, 0.0], [0.30000001192092896, 0.4000000059604645], [0.0, 0.0]]
     """
     if not isinstance(grad, Tensor) or grad.dim() != 2 or not grad.is_floating_point():
         raise ValueError(

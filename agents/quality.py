@@ -55,6 +55,11 @@ def gini(actions: Tensor, n_items: int) -> float:
     """Gini coefficient of the item counts of ``actions`` over all ``n_items`` items.
 
     0 = every item recommended equally often, -> 1 = everything on one item.
+
+    >>> gini(torch.tensor([1, 2, 3, 4]), n_items=4)
+    0.0
+    >>> round(gini(torch.tensor([1, 1, 1, 1]), n_items=4), 2)
+    0.75
     """
     return gini_of_counts(item_counts(actions, n_items).float())
 

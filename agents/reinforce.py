@@ -166,7 +166,11 @@ def collect_rollouts(
 
 # ----------------------------------------------------------------------------- returns
 def returns_to_go(rewards: Tensor, gamma: float = 1.0) -> Tensor:
-    """``G_t = sum_{k >= t} gamma^(k - t) r_k`` of ``(T, B)`` rewards, ``(T, B)``."""
+    """``G_t = sum_{k >= t} gamma^(k - t) r_k`` of ``(T, B)`` rewards, ``(T, B)``.
+
+    >>> returns_to_go(torch.tensor([[1.0], [0.0], [2.0]]), gamma=0.5).flatten().tolist()
+    [1.5, 1.0, 2.0]
+    """
     if rewards.dim() != 2:
         raise ValueError(f"rewards must be (T, B); got shape {tuple(rewards.shape)}")
     out = torch.empty_like(rewards)

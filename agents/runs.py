@@ -187,6 +187,7 @@ def reference_metrics(data: RunData, settings: RunSettings, device) -> tuple[dic
 
 
 def policy_metrics(name, policy, data: RunData, settings, device, frames, quality) -> None:
+    """Add ``policy``'s test metrics (and, synthetic, its oracle log-likelihood) under ``name``."""
     max_len = settings.model_config.max_len
     frames[name] = evaluate(
         policy, data.split, "test", protocols=TEST_PROTOCOLS, ks=(10,), max_len=max_len,

@@ -21,7 +21,9 @@ from recgym.types import Recommender, SessionState
 class Policy(Protocol):
     """Anything that picks one item per session: ``act(state, generator) -> (B,)`` item ids."""
 
-    def act(self, state: SessionState, generator: torch.Generator | None = None) -> Tensor: ...
+    def act(self, state: SessionState, generator: torch.Generator | None = None) -> Tensor:
+        """One item per session, ``(B,)`` int64 in ``1..n_items``."""
+        ...
 
 
 def mask_scores(scores: Tensor, history: Tensor, *, exclude_seen: bool) -> Tensor:

@@ -112,7 +112,9 @@ class Recommender(Protocol):
         ``(B, n_items + 1)`` float scores; column ``0`` (padding) is ignored.
     """
 
-    def score(self, history: Tensor, user: Tensor) -> Tensor: ...
+    def score(self, history: Tensor, user: Tensor) -> Tensor:
+        """``(B, n_items + 1)`` scores of ``(B, L)`` histories and ``(B,)`` users."""
+        ...
 
 
 def append_items(history: Tensor, length: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
@@ -126,6 +128,11 @@ def append_items(history: Tensor, length: Tensor, items: Tensor) -> tuple[Tensor
     Returns:
         ``(history', length')``: the window shifted left by one with ``items`` in the last
         column, and ``min(length + 1, L)``.
+
+    >>> history, length = append_items(torch.tensor([[0, 5, 7]]), torch.tensor([2]),
+    ...                                torch.tensor([9]))
+    >>> history.tolist(), length.tolist()
+    ([[5, 7, 9]], [3])
     """
     new_history = torch.cat([history[:, 1:], items.to(history.dtype).unsqueeze(1)], dim=1)
     new_length = torch.clamp(length + 1, max=history.shape[1])

@@ -66,6 +66,7 @@ class GroupedLinear(nn.Module):
             self.bias.zero_()
 
     def extra_repr(self) -> str:
+        """Sizes shown by ``print(module)``."""
         return f"groups={self.weight.shape[0]}, in_dim={self.in_dim}, out_dim={self.out_dim}"
 
     def forward(self, x: Tensor, groups: GroupIndex = None) -> Tensor:
@@ -94,6 +95,7 @@ class GroupedLayerNorm(nn.Module):
         return torch.addcmul(bias.reshape(shape), normed, weight.reshape(shape))
 
     def extra_repr(self) -> str:
+        """Sizes shown by ``print(module)``."""
         return f"groups={self.weight.shape[0]}, dim={self.weight.shape[1]}"
 
 

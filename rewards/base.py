@@ -255,7 +255,11 @@ class evaluating:  # noqa: N801 - used like torch.no_grad
 
 
 def auc(pos: Tensor, neg: Tensor) -> float:
-    """ROC AUC of scores ``pos`` (label 1) vs ``neg`` (label 0), ties counted as 1/2."""
+    """ROC AUC of scores ``pos`` (label 1) vs ``neg`` (label 0), ties counted as 1/2.
+
+    >>> auc(torch.tensor([0.9, 0.5]), torch.tensor([0.5, 0.1]))
+    0.875
+    """
     scores = torch.cat([pos.flatten(), neg.flatten()]).double()
     if pos.numel() == 0 or neg.numel() == 0:
         return float("nan")

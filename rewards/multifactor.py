@@ -343,6 +343,7 @@ class MultiFactorDiscriminator(RewardModel):
         return self.concat(emb.permute(1, 0, 2).flatten(1).unsqueeze(0))
 
     def extra_repr(self) -> str:
+        """The configuration shown by ``print(model)``."""
         c = self.config
         return (
             f"variant={c.variant!r}, discriminators={list(self.discriminator_names)}, "

@@ -33,7 +33,9 @@ class NegativeSampler(Protocol):
         ``(B, L)`` int64 left-padded negative sequences on ``real.device``.
     """
 
-    def sample(self, real: Tensor, generator: torch.Generator) -> Tensor: ...
+    def sample(self, real: Tensor, generator: torch.Generator) -> Tensor:
+        """``(B, L)`` negatives made from ``(B, L)`` real sequences."""
+        ...
 
 
 def _check_real(real: Tensor, n_items: int | None = None) -> None:
