@@ -35,6 +35,8 @@ DEFAULT_DATA = os.environ.get(
     "RECGYM_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")
 )
 KEYS = ["data", "model", "seed"]
+ROBUSTNESS_MODELS = ("bpr-mf", "apr")
+EPS = (0.5, 1.0, 2.0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,6 +94,13 @@ def run_cell(zoo: ModelZoo, name: str, model: str, seed: int, device: str) -> di
     row |= {"fit_s": fit.fit_seconds, "total_s": fit.total_seconds,
             "eval_s": time.perf_counter() - tic}  # fmt: skip
     row |= {f"info/{k}": v for k, v in fit.info.items()}
+    if model in ROBUSTNESS_MODELS:  # APR's analysis: NDCG drop under perturbations of norm eps
+        from agents.apr import perturbation_robustness
+
+        frame = perturbation_robustness(fit.recommender, zoo.split, EPS, seed=seed, device=device)
+        for r in frame.itertuples():
+            row[f"robust/adv_drop@{r.eps:g}"] = r.drop_adversarial
+            row[f"robust/random_drop@{r.eps:g}"] = r.drop_random
     return row
 
 
