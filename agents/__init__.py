@@ -9,12 +9,20 @@ See ``docs/agents.md``. The main names:
 - Health metrics: :func:`oracle_continuation_loglik`, :func:`cascading_error`.
 - MF-BPR and APR: :class:`BPRMFRecommender`, :class:`BPRTrainer`, :class:`APRTrainer`,
   :func:`perturbation_robustness`.
+- ACVAE: :class:`ACVAEPolicy`, :class:`ACVAETrainer`, :func:`latent_correlation`.
 - The papers' systems with one set of defaults: :class:`ModelZoo` (``benchmarks/reproduce.py``).
 - stable-baselines3 integration lives in ``agents.sb3`` (imported on demand: it loads SB3).
 """
 
 from __future__ import annotations
 
+from agents.acvae import ACVAEConfig, ACVAEPolicy
+from agents.acvae_training import (
+    ACVAEResult,
+    ACVAETrainer,
+    ACVAETrainingConfig,
+    latent_correlation,
+)
 from agents.adversarial import AdversarialConfig, AdversarialTrainer
 from agents.apr import APRConfig, APRTrainer, perturbation_robustness
 from agents.gru import GRUConfig, GRUPolicy
@@ -29,6 +37,11 @@ from agents.sasrec import SASRecConfig, SASRecPolicy
 from agents.zoo import FitResult, ModelZoo, ZooConfig
 
 __all__ = [
+    "ACVAEConfig",
+    "ACVAEPolicy",
+    "ACVAEResult",
+    "ACVAETrainer",
+    "ACVAETrainingConfig",
     "APRConfig",
     "APRTrainer",
     "BPRConfig",
@@ -54,6 +67,7 @@ __all__ = [
     "adversarial_loss",
     "cascading_error",
     "fast_gradient_delta",
+    "latent_correlation",
     "oracle_continuation_loglik",
     "perturbation_robustness",
 ]

@@ -169,7 +169,9 @@ class SequencePolicy(nn.Module, ABC):
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: torch.device | str = "cpu") -> SequencePolicy:
         """Rebuild a policy saved by :meth:`save` (``weights_only=True``) on ``device``."""
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        from agents.checkpoint import read_weights_only
+
+        payload = read_weights_only(path, hint=f"write one with {cls.__name__}.save")
         expected = f"{cls.__module__}.{cls.__qualname__}"
         if payload.get("class") != expected:
             raise RecGymError(

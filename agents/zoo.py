@@ -292,6 +292,21 @@ def _adversarial(zoo: ModelZoo, base: str, reward_model: Any, config: Any) -> Fi
     return policy, info, base
 
 
+def _acvae(zoo: ModelZoo) -> Fitted:
+    from agents.acvae import ACVAEConfig, ACVAEPolicy
+    from agents.acvae_training import ACVAETrainer, ACVAETrainingConfig
+
+    c = zoo.config
+    quick = c.dim < 64  # the official sizes (embeddings 128, latent 64) unless smoke-sized
+    model_config = ACVAEConfig(max_len=c.max_len, **(dict(embed_dim=c.dim, hidden_dim=c.dim,
+                               latent_dim=c.dim) if quick else {}))  # fmt: skip
+    model = ACVAEPolicy(model_config, n_items=zoo.split.dataset.n_items, seed=zoo.seed)
+    config = ACVAETrainingConfig(
+        epochs=c.acvae_epochs, eval_every=c.eval_every, patience=c.patience, seed=zoo.seed
+    )
+    return model, _mle_info(ACVAETrainer(model, zoo.split, config, device=zoo.device).fit()), None
+
+
 def _mle_info(result: Any) -> dict[str, Any]:
     return {
         "best_epoch": result.best_epoch,
@@ -307,6 +322,7 @@ FITTERS: dict[str, Callable[[ModelZoo], Fitted]] = {
     "gru4rec": _mle("gru"),
     "sasrec": _mle("sasrec"),
     "asasrec": _sao,
+    "acvae": _acvae,
     "mfgan": _mfgan,
     "ebseqgan": _ebseqgan,
 }

@@ -1,0 +1,411 @@
+"""ACVAE: the adversarial and contrastive variational autoencoder (Xie et al., WWW 2021).
+
+Architecture (official ``ACVAE/ACVAE-PyTorch``, ``model.py``: ``Model`` with
+``model_func='fc_cnn'``, ``add_eps=True``), at every position of a left-padded history::
+
+    h = GRU(dropout(item_embedding(x)))                 # (B, L, H), causal
+    a = softplus(W_a (h + n(eps_1)))                    # position-wise, "add eps"
+    c = softplus(CausalConv_k(a + n(eps_2)))            # (B, L, 2H), left zero padding
+    z = W_z dropout(h + softplus(W_c c))                # (B, L, latent_dim)
+    logits = W_o tanh(W_d z) + b_o                      # (B, L, n_items + 1), untied output
+
+``n(eps) = tanh(W eps + b)``, ``eps ~ N(0, I)``: the noise is an *input* of the encoder (AVB,
+Mescheder et al. 2017), so ``q(z | x)`` is implicit and its KL term is estimated by
+:class:`AVBAdversary`. The official code samples ``eps`` even at evaluation; here eval mode
+(:meth:`~agents.policy.SequencePolicy.score`) uses ``eps = 0``, so rankings are deterministic.
+``avb=False`` (the "without AVB" ablation) drops the noise and outputs a Gaussian
+``(mean, logvar)`` (``z = mean`` in eval); ``cnn=False`` makes the convolution position-wise.
+
+Causality: the GRU and the convolution (``k - 1`` zeros on the left, as the official
+``Conv1d(padding=k-1)[..., :-(k-1)]``) only look back, so position ``t`` never sees items after
+``t``. Like :class:`agents.gru.GRUPolicy`, rows are shifted so their real items come first, run,
+and shifted back: extra left padding changes nothing. :meth:`ACVAEPolicy.encode` returns
+``[tanh(W_d z), 1]`` and :meth:`ACVAEPolicy.item_table` ``[W_o, b_o]``, so the untied decoder
+fits the ``SequencePolicy`` contract (``score``, ``act``, ``log_prob``, MLE, REINFORCE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from agents.checkpoint import forked_global_rng
+from agents.policy import SequencePolicy
+
+
+@dataclass(frozen=True, kw_only=True)
+class ACVAEConfig:
+    """Architecture of :class:`ACVAEPolicy` (defaults: the official ``train.py`` hyper-params).
+
+    Attributes:
+        max_len: longest history window ``L``.
+        embed_dim: item-embedding size ``E`` (``item_embed_size=128``).
+        hidden_dim: GRU and convolution width ``H`` (``rnn_size=100``).
+        latent_dim: size of ``z`` (``latent_size=64``).
+        kernel_size: width of the causal convolution (5 in ``FCEncoderCNN``).
+        embed_dropout: dropout of the item embeddings before the GRU (0.5 in ``Model``).
+        dropout: dropout before the latent layer (0.5 in ``FCEncoderCNN``).
+        avb: implicit posterior with noise inputs (AVB); ``False`` = Gaussian posterior with an
+            analytic KL (the "without AVB" ablation).
+        cnn: causal convolution over time; ``False`` = position-wise layer (the "without CNN"
+            ablation).
+    """
+
+    max_len: int = 50
+    embed_dim: int = 128
+    hidden_dim: int = 100
+    latent_dim: int = 64
+    kernel_size: int = 5
+    embed_dropout: float = 0.5
+    dropout: float = 0.5
+    avb: bool = True
+    cnn: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_len", "embed_dim", "hidden_dim", "latent_dim", "kernel_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ACVAEConfig.{name} must be an int >= 1; got {value!r}")
+        for name in ("embed_dropout", "dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"ACVAEConfig.{name} must be a float in [0, 1); got {value!r}")
+        for name in ("avb", "cnn"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"ACVAEConfig.{name} must be a bool; got {getattr(self, name)!r}")
+
+
+class LatentCodes(NamedTuple):
+    """What :meth:`ACVAEPolicy.latent` returns; every tensor is zero at padding positions.
+
+    Attributes:
+        z: ``(B, L, latent_dim)`` latent codes (sampled in training, ``eps = 0`` in eval).
+        mask: ``(B, L)`` bool, ``True`` at real (non-padding) positions.
+        inputs: ``(B, L, E)`` item embeddings of the history, the ``x`` the discriminators see.
+        mean: ``(B, L, latent_dim)`` Gaussian mean (``avb=False`` only, else ``None``).
+        logvar: ``(B, L, latent_dim)`` Gaussian log-variance (``avb=False`` only).
+    """
+
+    z: Tensor
+    mask: Tensor
+    inputs: Tensor
+    mean: Tensor | None = None
+    logvar: Tensor | None = None
+
+
+class NoiseInput(nn.Module):
+    """``x + tanh(W eps + b)``: noise ``eps`` through a learned map (official ``AddEps``)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, eps: Tensor) -> Tensor:
+        """``(..., dim) -> (..., dim)``; ``eps`` has the shape of ``x``."""
+        return x + torch.tanh(self.linear(eps))
+
+
+class CausalConv1d(nn.Module):
+    """A 1-D convolution over time whose output at ``t`` sees inputs ``t - k + 1 .. t`` only.
+
+    The sequence is padded with ``kernel_size - 1`` zeros on the left (the official code pads
+    both sides by 4 and drops the last 4 outputs, which is the same).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, kernel_size: int) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.conv = nn.Conv1d(in_dim, out_dim, kernel_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, L, in_dim) -> (B, L, out_dim)``."""
+        x = F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))
+        return self.conv(x).transpose(1, 2)
+
+
+class ACVAEPolicy(SequencePolicy):
+    """The ACVAE sequential recommender and next-item policy.
+
+    Args:
+        config: the architecture (default ``ACVAEConfig()``).
+        n_items: catalogue size; ids ``1..n_items``, ``0`` is padding.
+        seed: seeds the weight initialisation (the caller's global RNG is left untouched).
+    """
+
+    config_class = ACVAEConfig
+
+    def __init__(self, config: ACVAEConfig | None = None, *, n_items: int, seed: int = 0) -> None:
+        config = ACVAEConfig() if config is None else config
+        if not isinstance(config, ACVAEConfig):
+            raise TypeError(f"config must be an ACVAEConfig; got {type(config).__name__}")
+        super().__init__(n_items=n_items, max_len=config.max_len)
+        self.config = config
+        e, h, d = config.embed_dim, config.hidden_dim, config.latent_dim
+        with forked_global_rng(seed):
+            self.item_embedding = nn.Embedding(n_items + 1, e, padding_idx=0)
+            self.embed_dropout = nn.Dropout(config.embed_dropout)
+            self.gru = nn.GRU(e, h, batch_first=True)
+            # One noise map used at both injection points, as the official FCEncoderCNN does.
+            self.noise = NoiseInput(h) if config.avb else None
+            self.pointwise_in = nn.Linear(h, h)
+            self.temporal = CausalConv1d(h, 2 * h, config.kernel_size if config.cnn else 1)
+            self.pointwise_out = nn.Linear(2 * h, h)
+            self.dropout = nn.Dropout(config.dropout)
+            self.head = nn.Linear(h, d if config.avb else 2 * d)
+            self.decoder_hidden = nn.Linear(d, e)
+            self.output = nn.Linear(e, n_items + 1)
+            nn.init.xavier_normal_(self.decoder_hidden.weight)
+            nn.init.xavier_normal_(self.output.weight)
+            nn.init.zeros_(self.output.bias)
+
+    # ------------------------------------------------------------------ encoder
+    def latent(
+        self,
+        history: Tensor,
+        *,
+        sample: bool | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LatentCodes:
+        """Latent codes of every position of a left-padded history.
+
+        Args:
+            history: ``(B, L)`` int64 item ids, ``0`` = padding on the left only.
+            sample: draw the noise (``eps ~ N(0, I)``); ``None`` = only in training mode.
+                Without sampling, ``eps = 0`` (AVB) or ``z = mean`` (Gaussian).
+            generator: draws ``eps``; ``None`` = the global RNG (trainers fork and seed it).
+
+        Returns:
+            :class:`LatentCodes` with ``z`` of shape ``(B, L, latent_dim)``.
+
+        Raises:
+            ValueError: a row has padding after a real item (not left-padded).
+        """
+        sample = self.training if sample is None else sample
+        inputs = self.item_embedding(history)  # (B, L, E); the padding row is zero
+        hidden, keep, back = self._recurrent(history, inputs)  # "real items first" frame
+        trunk = self._trunk(hidden, sample, generator)
+        mask = keep.unsqueeze(-1).to(trunk.dtype)
+        if self.config.avb:
+            return LatentCodes(_gather_steps(self.head(trunk), back) * mask, keep, inputs)
+        mean, logvar = self.head(trunk).clamp(-20.0, 20.0).chunk(2, dim=-1)
+        mean, logvar = _gather_steps(mean, back) * mask, _gather_steps(logvar, back) * mask
+        z = mean
+        if sample:
+            z = mean + torch.exp(0.5 * logvar) * _normal(mean.shape, mean, generator) * mask
+        return LatentCodes(z, keep, inputs, mean, logvar)
+
+    def _recurrent(self, history: Tensor, inputs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """GRU states in the frame where each row's real items come first.
+
+        Returns:
+            ``(hidden (B, L, H), keep (B, L) bool, back (B, L) int64)``; ``gather(back)`` maps
+            the frame back to left padding (what lands on padding must be zeroed).
+        """
+        keep = history != 0
+        if keep.shape[1] > 1 and bool((keep[:, 1:] < keep[:, :-1]).any()):
+            raise ValueError(
+                "ACVAEPolicy needs left-padded histories (all 0s before the first real item); "
+                "got a row with padding after a real item"
+            )
+        length = history.shape[1]
+        pad = length - keep.sum(dim=1, keepdim=True)  # (B, 1)
+        steps = torch.arange(length, device=history.device).unsqueeze(0)
+        x = _gather_steps(self.embed_dropout(inputs), (steps + pad).clamp(max=length - 1))
+        hidden, _ = self.gru(x)  # trailing slots never reach a real position: the GRU is causal
+        return hidden, keep, (steps - pad).clamp(min=0)
+
+    def _trunk(self, hidden: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
+        """The convolutional encoder on GRU states ``(B, L, H) -> (B, L, H)`` (official
+        ``FCEncoderCNN.forward`` without its output layer)."""
+        a = hidden
+        if self.noise is not None:
+            a = self.noise(a, _noise(a, sample, generator))
+        a = F.softplus(self.pointwise_in(a))
+        if self.noise is not None:
+            a = self.noise(a, _noise(a, sample, generator))
+        c = F.softplus(self.temporal(a))  # (B, L, 2H)
+        return self.dropout(hidden + F.softplus(self.pointwise_out(c)))
+
+    def encoder_states(self, history: Tensor) -> Tensor:
+        """``(B, L, H)`` GRU states, left-padded like ``history`` (zero at padding)."""
+        hidden, keep, back = self._recurrent(history, self.item_embedding(history))
+        return _gather_steps(hidden, back) * keep.unsqueeze(-1).to(hidden.dtype)
+
+    # ------------------------------------------------------------------ decoder
+    def decoder_states(self, z: Tensor, mask: Tensor) -> Tensor:
+        """``[tanh(W_d z), 1]``, ``(B, L, latent_dim) -> (B, L, E + 1)``, zero at padding."""
+        h = torch.tanh(self.decoder_hidden(z))
+        h = torch.cat([h, torch.ones_like(h[..., :1])], dim=-1)
+        return h * mask.unsqueeze(-1).to(h.dtype)
+
+    def decode(self, codes: LatentCodes) -> Tensor:
+        """Decoder logits ``(B, L, n_items + 1)`` of latent codes (unmasked; 0 at padding)."""
+        return self.decoder_states(codes.z, codes.mask) @ self.item_table().T
+
+    def encode(self, history: Tensor, *, delta: Tensor | None = None) -> Tensor:
+        """Decoder states ``(B, L, E + 1)`` such that ``encode(h) @ item_table().T`` = logits.
+
+        In training mode the noise is sampled from the global RNG (as dropout is); in eval mode
+        ``eps = 0``. ``delta`` (embedding perturbations) is not supported: input and output
+        tables are untied here.
+        """
+        _no_delta(delta)
+        codes = self.latent(history)
+        return self.decoder_states(codes.z, codes.mask)
+
+    def item_table(self, delta: Tensor | None = None) -> Tensor:
+        """``(n_items + 1, E + 1)`` output table ``[W_o, b_o]`` of the decoder."""
+        _no_delta(delta)
+        return torch.cat([self.output.weight, self.output.bias.unsqueeze(1)], dim=1)
+
+    def init_kwargs(self) -> dict:
+        """Constructor arguments besides ``config`` (the seed is irrelevant once loaded)."""
+        return {"n_items": self.n_items}
+
+
+# ----------------------------------------------------------------------------- discriminators
+class AVBAdversary(nn.Module):
+    """The AVB adversary ``T_psi(x_t, z_t)`` of every position (official ``model.Adversary``).
+
+    ``concat(x, z) -> Linear(hidden) -> dropout -> 2 residual blocks (ELU) -> Linear(latent_dim)
+    -> dropout``, plus ``z_d^2 / 2`` on head ``d``: one logistic head per latent dimension, as
+    in the official code. Every head sees all of ``(x, z)``, so at the optimum each equals
+    ``log q(z | x) - log p(z)`` and their mean over heads, averaged over ``q``, estimates the
+    KL term of the ELBO (official ``loss_func.kl_loss``).
+
+    Args:
+        embed_dim: size of ``x`` (item embeddings).
+        latent_dim: size of ``z`` (and number of heads).
+        hidden_dim: width (128 in the official code).
+        dropout: dropout after the input and output layers (0.2).
+    """
+
+    def __init__(
+        self, *, embed_dim: int, latent_dim: int, hidden_dim: int = 128, dropout: float = 0.2
+    ) -> None:
+        super().__init__()
+        self.inp = nn.Linear(embed_dim + latent_dim, hidden_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim))
+            for _ in range(2)
+        )
+        self.out = nn.Linear(hidden_dim, latent_dim)
+
+    def forward(self, x: Tensor, z: Tensor, mask: Tensor) -> Tensor:
+        """Logits ``(B, L, latent_dim)`` (``> 0`` = "from the posterior"), zero at padding.
+
+        Args:
+            x: ``(B, L, E)`` item embeddings; z: ``(B, L, latent_dim)``; mask: ``(B, L)`` bool.
+        """
+        net = self.dropout(self.inp(torch.cat([x, z], dim=-1)))
+        for block in self.blocks:
+            net = F.elu(net + block(net))
+        logits = self.dropout(self.out(net)) + 0.5 * z.pow(2)
+        return logits * mask.unsqueeze(-1).to(logits.dtype)
+
+    def loss(self, codes: LatentCodes, generator: torch.Generator | None = None) -> dict:
+        """Logistic loss: posterior codes (detached) vs prior samples ``N(0, I)`` (official
+        ``loss_func.adversary_kl_loss``), over real positions.
+
+        Returns:
+            ``{"loss": scalar tensor, "accuracy": float}``.
+        """
+        x, z, mask = codes.inputs.detach(), codes.z.detach(), codes.mask
+        posterior = self(x, z, mask)[mask]
+        prior = self(x, _normal(z.shape, z, generator), mask)[mask]
+        loss = F.softplus(-posterior).mean() + F.softplus(prior).mean()
+        return {"loss": loss, "accuracy": _accuracy(posterior, prior)}
+
+
+class ContrastiveDiscriminator(nn.Module):
+    """``G_omega(x, z)``: tells matched ``(x, z)`` from ``(x, shuffled z)`` at every position.
+
+    ``GRU(concat(x, z)) -> GELU -> Linear(1)`` (official ``model.GRUAdversary``); maximising the
+    Jensen-Shannon mutual-information bound it defines (Deep InfoMax) makes ``z`` informative
+    about its own history.
+
+    Args:
+        embed_dim: size of ``x``; latent_dim: size of ``z``; hidden_dim: GRU width (128).
+    """
+
+    def __init__(self, *, embed_dim: int, latent_dim: int, hidden_dim: int = 128) -> None:
+        super().__init__()
+        self.gru = nn.GRU(embed_dim + latent_dim, hidden_dim, batch_first=True)
+        self.out = nn.Linear(hidden_dim, 1)
+
+    def forward(self, x: Tensor, z: Tensor, mask: Tensor) -> Tensor:
+        """Logits ``(B, L)`` (``> 0`` = "matched pair"), zero at padding of ``mask``."""
+        states, _ = self.gru(torch.cat([x, z], dim=-1))
+        logits = self.out(F.gelu(states)).squeeze(-1)
+        return logits * mask.to(logits.dtype)
+
+    def loss(self, codes: LatentCodes) -> dict:
+        """Jensen-Shannon InfoMax loss ``softplus(-G(x, z)) + softplus(G(x, z'))`` (official
+        ``loss_func.adversary_loss``), ``z'`` = ``z`` rolled by one row (no row keeps its own).
+
+        Returns:
+            ``{"loss": scalar tensor, "accuracy": float}`` over positions real in both rows.
+        """
+        x, z, mask = codes.inputs, codes.z, codes.mask
+        shuffled, shuffled_mask = z.roll(1, dims=0), mask & mask.roll(1, dims=0)
+        joint = self(x, z, mask)[mask]
+        marginal = self(x, shuffled, shuffled_mask)[shuffled_mask]
+        loss = F.softplus(-joint).mean() + F.softplus(marginal).mean()
+        return {"loss": loss, "accuracy": _accuracy(joint, marginal)}
+
+
+# ----------------------------------------------------------------------------- objective
+def reconstruction_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean multinomial NLL of the next items (official ``loss_func.vae_loss``, per position).
+
+    Args:
+        logits: ``(B, L, n_items + 1)``; targets: ``(B, L)`` next items, ``0`` = none (ignored).
+    """
+    valid = targets > 0
+    chosen = logits[valid]  # (M, n_items + 1), a copy
+    chosen[:, 0] = float("-inf")  # padding is never a class
+    return F.cross_entropy(chosen, targets[valid])
+
+
+def kl_term(codes: LatentCodes, adversary: AVBAdversary | None) -> Tensor:
+    """Mean per-position KL surrogate: ``E_q[T_psi(x, z)]`` (AVB) or the analytic Gaussian KL."""
+    if codes.mean is not None:  # the "without AVB" ablation
+        kl = 0.5 * (codes.mean.pow(2) + codes.logvar.exp() - 1.0 - codes.logvar).sum(-1)
+        return kl[codes.mask].mean()
+    if adversary is None:
+        raise ValueError("an AVB model needs an AVBAdversary for its KL term")
+    return adversary(codes.inputs, codes.z, codes.mask)[codes.mask].mean()
+
+
+# ----------------------------------------------------------------------------- helpers
+def _gather_steps(x: Tensor, index: Tensor) -> Tensor:
+    """``out[b, t] = x[b, index[b, t]]`` for ``(B, L, C)`` x and ``(B, L)`` index."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def _normal(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def _noise(like: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
+    return _normal(like.shape, like, generator) if sample else torch.zeros_like(like)
+
+
+def _accuracy(positive: Tensor, negative: Tensor) -> float:
+    """Share of correct signs, ``positive > 0`` and ``negative < 0``, each class weighted 1/2."""
+    if positive.numel() == 0 or negative.numel() == 0:
+        return float("nan")
+    return 0.5 * (float((positive > 0).float().mean()) + float((negative < 0).float().mean()))
+
+
+def _no_delta(delta: Tensor | None) -> None:
+    if delta is not None:
+        raise ValueError(
+            "ACVAEPolicy has untied input and output item tables; embedding perturbations "
+            "(delta) are not supported"
+        )

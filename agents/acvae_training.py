@@ -1,0 +1,443 @@
+"""Training ACVAE (Xie et al., WWW 2021): AVB adversary, contrastive discriminator, ablations.
+
+Each minibatch of all-position windows (:func:`agents.sequences.training_windows`) makes two
+updates, in the order of the official ``train.py`` (``ACVAE/ACVAE-PyTorch``):
+
+1. **VAE + contrastive step**: ``recon + alpha * KL + beta * I``, with ``recon`` the softmax
+   next-item NLL at every position with a target, ``KL = E_q[T_psi(x, z)]`` (the analytic
+   Gaussian KL without AVB) and ``I`` the Jensen-Shannon InfoMax loss of ``G_omega`` on
+   ``(x, z)`` vs ``(x, z shuffled within the batch)``. Encoder/decoder *and* ``G_omega`` step
+   on this one loss (official ``optimizer_primal`` and ``optimizer_dual`` after one backward).
+2. **Adversary step**: ``T_psi`` tells ``(x, z ~ q(z | x))`` (detached) from
+   ``(x, z ~ N(0, I))`` by the logistic loss; skipped without AVB.
+
+The official losses are sums over positions / batch size; here each term is a mean over real
+positions, which keeps the ratios ``alpha``, ``beta`` (official ``kl_weight=0.05``,
+``contrast_weight=0.1``). The official dual/prior optimisers are SGD (lr ``3e-4``/``5e-4``,
+weight decay 0.1) on those sums; on means both are Adam. Early stopping on validation NDCG@10
+mirrors :class:`agents.mle.MLETrainer`. :func:`latent_correlation` reconstructs the paper's
+latent-correlation measure (Eq. 14; its text could not be retrieved): mean absolute Pearson
+correlation between latent dimensions (default) or between users' codes, in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from agents.acvae import (
+    ACVAEConfig,
+    ACVAEPolicy,
+    AVBAdversary,
+    ContrastiveDiscriminator,
+    kl_term,
+    reconstruction_loss,
+)
+from agents.checkpoint import forked_global_rng
+from agents.sequences import minibatches, training_windows
+from recgym.device import resolve_device
+from recgym.errors import RecGymError
+from recgym.evaluation import evaluate
+from recgym.splits import STAGES, Split
+from rewards.base import evaluating
+
+ABLATIONS = ("full", "no_avb", "no_contrastive", "no_cnn")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ACVAETrainingConfig:
+    """Optimisation settings of :class:`ACVAETrainer` (defaults: official ``train.py``).
+
+    Attributes:
+        epochs: maximum passes over the training windows.
+        batch_size: windows per step (64).
+        lr: AdamW learning rate of the encoder/decoder (``lr_primal=1e-3``).
+        weight_decay: AdamW weight decay of the encoder/decoder (``l2_regular=1e-2``).
+        adversary_lr: Adam learning rate of the AVB adversary ``T_psi``.
+        contrast_lr: Adam learning rate of the contrastive discriminator ``G_omega``.
+        alpha: weight of the KL term (``kl_weight=0.05``).
+        beta: weight of the contrastive term (``contrast_weight=0.1``).
+        contrastive: train with the contrastive term (``False``: the "without contrastive"
+            ablation, no ``G_omega``).
+        anneal_steps: ramp ``alpha`` linearly from 0 over this many steps (official
+            ``anneal=False`` by default: 0 = no annealing).
+        adversary_dim: width of ``T_psi`` (128).
+        contrast_dim: GRU width of ``G_omega`` (128).
+        eval_every: epochs between validation rankings (the last epoch is always evaluated).
+        patience: evaluations without a better validation NDCG@10 before stopping.
+        eval_batch_size: targets ranked at once during validation.
+        max_len: window length; ``None`` = the model's ``max_len``.
+        seed: seeds batch order, noise, dropout and the discriminators' initialisation.
+        max_grad_norm: gradient-norm clip of every update, ``None`` for none.
+    """
+
+    epochs: int = 200
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    adversary_lr: float = 1e-3
+    contrast_lr: float = 1e-3
+    alpha: float = 0.05
+    beta: float = 0.1
+    contrastive: bool = True
+    anneal_steps: int = 0
+    adversary_dim: int = 128
+    contrast_dim: int = 128
+    eval_every: int = 1
+    patience: int = 10
+    eval_batch_size: int = 1024
+    max_len: int | None = None
+    seed: int = 0
+    max_grad_norm: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        ints = {"epochs": 1, "batch_size": 2, "adversary_dim": 1, "contrast_dim": 1}
+        ints |= {"eval_every": 1, "patience": 1, "eval_batch_size": 1, "anneal_steps": 0}
+        for name, low in {**ints, "seed": 0}.items():  # batch_size 2: z is shuffled in a batch
+            _check_int(name, getattr(self, name), low)
+        if self.max_len is not None:
+            _check_int("max_len", self.max_len, 1)
+        for name in ("lr", "adversary_lr", "contrast_lr", "weight_decay", "alpha", "beta"):
+            value, strict = getattr(self, name), name.endswith("lr")
+            if not _finite(value) or value < 0 or (strict and value == 0):
+                bound = "> 0" if strict else ">= 0"
+                raise ValueError(
+                    f"ACVAETrainingConfig.{name} must be a finite float {bound}; got {value!r}"
+                )
+        if not isinstance(self.contrastive, bool):
+            raise TypeError(
+                f"ACVAETrainingConfig.contrastive must be a bool; got {self.contrastive!r}"
+            )
+        if self.max_grad_norm is not None and not (
+            _finite(self.max_grad_norm) and self.max_grad_norm > 0
+        ):
+            raise ValueError(
+                f"ACVAETrainingConfig.max_grad_norm must be None or > 0; got {self.max_grad_norm!r}"
+            )
+
+    def alpha_at(self, step: int) -> float:
+        """The KL weight after ``step`` completed updates (linear annealing when enabled)."""
+        if self.anneal_steps == 0:
+            return self.alpha
+        return self.alpha * min(1.0, step / self.anneal_steps)
+
+
+def ablation_configs(
+    name: str,
+    model: ACVAEConfig | None = None,
+    training: ACVAETrainingConfig | None = None,
+) -> tuple[ACVAEConfig, ACVAETrainingConfig]:
+    """The configs of ACVAE (``"full"``) or one of its ablations .
+
+    ``"no_avb"``: Gaussian posterior with analytic KL; ``"no_contrastive"``: no contrastive
+    term; ``"no_cnn"``: position-wise layer instead of the causal convolution.
+
+    Raises:
+        ValueError: ``name`` not in :data:`ABLATIONS`.
+    """
+    model = ACVAEConfig() if model is None else model
+    training = ACVAETrainingConfig() if training is None else training
+    if name not in ABLATIONS:
+        raise ValueError(f"ablation must be one of {ABLATIONS}; got {name!r}")
+    full_model = dataclasses.replace(model, avb=True, cnn=True)
+    full_training = dataclasses.replace(training, contrastive=True)
+    if name == "no_avb":
+        return dataclasses.replace(full_model, avb=False), full_training
+    if name == "no_cnn":
+        return dataclasses.replace(full_model, cnn=False), full_training
+    if name == "no_contrastive":
+        return full_model, dataclasses.replace(training, contrastive=False)
+    return full_model, full_training
+
+
+@dataclass(frozen=True)
+class ACVAEResult:
+    """What :meth:`ACVAETrainer.fit` measured.
+
+    Attributes:
+        history: one row per epoch: ``epoch``, step means of ``acvae/{loss,recon,kl,contrast}``,
+            ``adversary/{loss,accuracy}``, ``contrast/accuracy`` (NaN for parts that are off),
+            ``acvae/alpha``, validation ``eval/NDCG@10``, ``eval/HR@10`` (full ranking; NaN
+            when not evaluated), ``time/epoch_s``, ``time/elapsed_s``.
+        best_epoch: the evaluated epoch with the best validation NDCG@10 (the model's weights).
+        best_metrics: ``{"eval/NDCG@10": .., "eval/HR@10": ..}`` of that epoch.
+        stopped_early: whether patience ran out before ``epochs``.
+    """
+
+    history: pd.DataFrame
+    best_epoch: int
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+# ----------------------------------------------------------------------------- trainer
+class ACVAETrainer:
+    """Trains an :class:`ACVAEPolicy` on a split's training segments (Algorithm 1).
+
+    Args:
+        model: the model; moved to ``device`` and left holding the best weights.
+        split: training windows come from its train segments, early stopping from ``"valid"``.
+        config: optimisation settings (default ``ACVAETrainingConfig()``).
+        device: where to train.
+        checkpoint_path: save the best model there (atomically) whenever it improves.
+
+    Attributes:
+        adversary: the AVB adversary ``T_psi`` (``None`` without AVB).
+        contrast: the contrastive discriminator ``G_omega`` (``None`` without the term).
+    """
+
+    def __init__(
+        self,
+        model: ACVAEPolicy,
+        split: Split,
+        config: ACVAETrainingConfig | None = None,
+        *,
+        device: torch.device | str = "cpu",
+        checkpoint_path: str | os.PathLike | None = None,
+    ) -> None:
+        if not isinstance(model, ACVAEPolicy):
+            raise TypeError(f"model must be an agents.acvae.ACVAEPolicy; got {type(model)!r}")
+        if not isinstance(split, Split):
+            raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
+        if model.n_items != split.dataset.n_items:
+            raise ValueError(
+                f"model has n_items={model.n_items} but the split's dataset has "
+                f"{split.dataset.n_items}; build the model with n_items=dataset.n_items"
+            )
+        self.config = cfg = ACVAETrainingConfig() if config is None else config
+        if not isinstance(cfg, ACVAETrainingConfig):
+            raise TypeError(f"config must be an ACVAETrainingConfig; got {type(cfg).__name__}")
+        self.max_len = cfg.max_len or model.max_len
+        if self.max_len > model.max_len:
+            raise ValueError(f"config.max_len={self.max_len} > model.max_len={model.max_len}")
+        self.device = resolve_device(device)
+        self.model, self.split = model.to(self.device), split
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        dims = {"embed_dim": model.config.embed_dim, "latent_dim": model.config.latent_dim}
+        with forked_global_rng(cfg.seed + 2, self.device):
+            avb, contrastive = model.config.avb, cfg.contrastive
+            self.adversary = AVBAdversary(hidden_dim=cfg.adversary_dim, **dims) if avb else None
+            self.contrast = (
+                ContrastiveDiscriminator(hidden_dim=cfg.contrast_dim, **dims)
+                if contrastive
+                else None
+            )
+        for module in (self.adversary, self.contrast):
+            if module is not None:
+                module.to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.adversary_optimizer = _adam(self.adversary, cfg.adversary_lr)
+        self.contrast_optimizer = _adam(self.contrast, cfg.contrast_lr)
+        self.noise = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.steps = 0
+
+    # ------------------------------------------------------------------ training
+    def fit(self) -> ACVAEResult:
+        """Train until ``epochs`` or early stopping; restore and return the best epoch."""
+        inputs, targets = training_windows(self.split, self.max_len, device=self.device)
+        if len(inputs) == 0:
+            raise RecGymError(f"{self.split!r} has no training targets (every user has < 2 items)")
+        with forked_global_rng(self.config.seed, self.device):  # dropout's draws
+            return self._fit(inputs, targets)
+
+    def _fit(self, inputs: Tensor, targets: Tensor) -> ACVAEResult:
+        cfg = self.config
+        order = torch.Generator().manual_seed(cfg.seed)
+        best_score, best_epoch, stale = -math.inf, 0, 0
+        best_state, best_metrics, rows = None, {}, []
+        start = time.perf_counter()
+        for epoch in range(1, cfg.epochs + 1):
+            tic = time.perf_counter()
+            row = {"epoch": epoch, **self._epoch(inputs, targets, order)}
+            row["time/epoch_s"] = time.perf_counter() - tic
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                row.update(self.validate())
+            row["time/elapsed_s"] = time.perf_counter() - start
+            rows.append(row)
+            if "eval/NDCG@10" not in row:
+                continue
+            if row["eval/NDCG@10"] > best_score:
+                best_score, best_epoch, stale = row["eval/NDCG@10"], epoch, 0
+                best_metrics = {k: float(v) for k, v in row.items() if k.startswith("eval/")}
+                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                if self.checkpoint_path is not None:
+                    self.model.save(self.checkpoint_path)
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        stopped = len(rows) < cfg.epochs
+        return ACVAEResult(pd.DataFrame(rows), best_epoch, best_metrics, stopped)
+
+    def _epoch(self, inputs: Tensor, targets: Tensor, order: torch.Generator) -> dict:
+        """One shuffled pass; returns the step means weighted by batch size."""
+        sums: dict[str, float] = {}
+        batches = minibatches(inputs, targets, batch_size=self.config.batch_size, generator=order)
+        for batch_inputs, batch_targets in batches:
+            for key, value in self.step(batch_inputs, batch_targets).items():
+                sums[key] = sums.get(key, 0.0) + value * len(batch_inputs)
+        return {key: value / len(inputs) for key, value in sums.items()}
+
+    def step(self, inputs: Tensor, targets: Tensor) -> dict[str, float]:
+        """One VAE + contrastive update, then one adversary update, on a batch of windows.
+
+        Args:
+            inputs: ``(B, L)`` left-padded windows; targets: ``(B, L)`` next items (0 = none).
+
+        Returns:
+            The losses and discriminator accuracies as floats (NaN for parts that are off).
+        """
+        cfg, model = self.config, self.model
+        for module in (model, self.adversary, self.contrast):
+            if module is not None:
+                module.train()
+        alpha = cfg.alpha_at(self.steps)
+        codes = model.latent(inputs, sample=True, generator=self.noise)
+        recon = reconstruction_loss(model.decode(codes), targets)
+        kl = kl_term(codes, self.adversary)
+        contrastive = self.contrast is not None and len(inputs) > 1  # a batch of 1 has no pairs
+        contrast = self.contrast.loss(codes) if contrastive else None
+        loss = recon + alpha * kl + (cfg.beta * contrast["loss"] if contrast else 0.0)
+        if not torch.isfinite(loss):
+            raise RecGymError(f"ACVAE loss became non-finite ({float(loss)}); lower the lr")
+        _update(loss, [self.optimizer, self.contrast_optimizer], cfg.max_grad_norm)
+        row = {
+            "acvae/loss": float(loss.detach()),
+            "acvae/recon": float(recon.detach()),
+            "acvae/kl": float(kl.detach()),
+            "acvae/contrast": float(contrast["loss"].detach()) if contrast else math.nan,
+            "contrast/accuracy": contrast["accuracy"] if contrast else math.nan,
+            "acvae/alpha": alpha,
+            "adversary/loss": math.nan,
+            "adversary/accuracy": math.nan,
+        }
+        if self.adversary is not None:
+            adv = self.adversary.loss(codes, self.noise)
+            _update(adv["loss"], [self.adversary_optimizer], cfg.max_grad_norm)
+            row["adversary/loss"] = float(adv["loss"].detach())
+            row["adversary/accuracy"] = adv["accuracy"]
+        self.steps += 1
+        return row
+
+    # ------------------------------------------------------------------ evaluation
+    def validate(self) -> dict[str, float]:
+        """Validation NDCG@10 and HR@10 under full ranking (eval mode: ``eps = 0``)."""
+        frame = evaluate(
+            self.model,
+            self.split,
+            "valid",
+            protocols=("full",),
+            ks=(10,),
+            max_len=self.max_len,
+            batch_size=self.config.eval_batch_size,
+            device=self.device,
+        )
+        values = frame.set_index(["metric", "k"])["value"]
+        return {
+            "eval/NDCG@10": float(values[("NDCG", 10)]),
+            "eval/HR@10": float(values[("HR", 10)]),
+        }
+
+
+# ----------------------------------------------------------------------------- latent correlation
+@torch.no_grad()
+def latent_correlation(
+    model: ACVAEPolicy,
+    split: Split,
+    *,
+    stage: str = "valid",
+    between: str = "dimensions",
+    max_len: int | None = None,
+    batch_size: int = 1024,
+) -> float:
+    """Mean absolute Pearson correlation of the latent codes of a stage's histories.
+
+    The code of a target is ``z`` at the newest position of the history before it (eval mode:
+    ``eps = 0`` / the Gaussian mean), one per user under leave-one-out. ``between="dimensions"``
+    averages ``|corr(z_i, z_j)|`` over pairs of latent dimensions ``i != j`` (across users);
+    ``between="users"`` over pairs of users (across dimensions). Lower = more independent
+    dimensions resp. more personalised codes (Eq. 14 of the paper, reconstructed).
+
+    Returns:
+        A float in ``[0, 1]``.
+
+    Raises:
+        ValueError: bad ``stage``/``between``, or fewer than two codes or dimensions.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}; got {stage!r}")
+    if between not in ("dimensions", "users"):
+        raise ValueError(f"between must be 'dimensions' or 'users'; got {between!r}")
+    users, positions = split.targets(stage)
+    keep = positions > split.dataset.offsets[users]  # a target needs a non-empty history
+    users, positions, codes = users[keep], positions[keep], []
+    with evaluating(model):
+        for begin in range(0, len(users), batch_size):
+            window = slice(begin, begin + batch_size)
+            history = split.dataset.windows(
+                users[window], positions[window], max_len or model.max_len, device=model.device
+            )
+            codes.append(model.latent(history, sample=False).z[:, -1])  # (b, latent_dim)
+    codes = torch.cat(codes) if codes else torch.zeros(0, model.config.latent_dim)
+    return mean_abs_correlation(codes.T if between == "users" else codes)
+
+
+def mean_abs_correlation(samples: Tensor) -> float:
+    """Mean ``|Pearson correlation|`` over pairs of distinct columns of ``(n, d)`` samples.
+
+    A constant column has correlation 0 with everything. Computed in ``(1024, d)`` blocks, so
+    ``d`` may be large (users).
+
+    Raises:
+        ValueError: fewer than two rows or columns.
+    """
+    n, d = samples.shape
+    if n < 2 or d < 2:
+        raise ValueError(f"correlation needs >= 2 samples of >= 2 variables; got {n} x {d}")
+    centred = samples.double() - samples.double().mean(dim=0)
+    norms = centred.norm(dim=0)  # (d,)
+    unit = centred / norms.clamp_min(1e-12)  # unit columns; constant ones stay zero
+    total = 0.0
+    for begin in range(0, d, 1024):
+        block = unit[:, begin : begin + 1024].T @ unit  # (k, d) rows of the correlation matrix
+        block[:, begin : begin + 1024].fill_diagonal_(0.0)
+        total += float(block.abs().sum())
+    return min(1.0, max(0.0, total / (d * (d - 1))))
+
+
+# ----------------------------------------------------------------------------- internals
+def _update(loss: Tensor, optimizers: list, max_grad_norm: float | None) -> None:
+    optimizers = [opt for opt in optimizers if opt is not None]
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for opt in optimizers:
+        if max_grad_norm is not None:
+            params = [p for group in opt.param_groups for p in group["params"]]
+            nn.utils.clip_grad_norm_(params, max_grad_norm)
+        opt.step()
+
+
+def _adam(module: nn.Module | None, lr: float) -> torch.optim.Optimizer | None:
+    return None if module is None else torch.optim.Adam(module.parameters(), lr=lr)
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"ACVAETrainingConfig.{name} must be an int >= {low}; got {value!r}")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
