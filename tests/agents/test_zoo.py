@@ -3,16 +3,10 @@ systems never end worse on validation than their starting point."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-import pandas as pd
 import pytest
 
 from agents.zoo import MODELS, ModelZoo, ZooConfig
 from recgym.evaluation import evaluate
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +57,3 @@ def test_zoo_errors(synthetic):
         ModelZoo(data.dataset)
     with pytest.raises(ValueError, match="unknown model 'bert4rec'"):
         ModelZoo(split, ZooConfig.quick()).fit("bert4rec")
-
-
-def test_reproduce_quick_writes_and_resumes(tmp_path):
-    spec = importlib.util.spec_from_file_location("reproduce", REPO / "benchmarks/reproduce.py")
-    reproduce = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reproduce)
-    argv = ["--quick", "--models", "popularity", "sasrec", "--out-dir", str(tmp_path)]
-    assert reproduce.main(argv) == 0
-    results = pd.read_csv(tmp_path / "results.csv")
-    assert results["model"].tolist() == ["popularity", "sasrec"]
-    assert {"full/NDCG@10", "uniform-100/HR@10", "popularity-100/MRR", "fit_s"} <= set(results)
-    assert "| sasrec | 1 |" in (tmp_path / "summary.md").read_text()
-    assert reproduce.main(argv) == 0  # finished cells are skipped, not appended again
-    assert len(pd.read_csv(tmp_path / "results.csv")) == 2

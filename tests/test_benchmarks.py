@@ -1,0 +1,49 @@
+"""Smoke tests of the benchmark scripts (their real runs are measured, not tested)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reproduce_quick_writes_and_resumes(tmp_path):
+    reproduce = load_script("reproduce")
+    argv = ["--quick", "--models", "popularity", "sasrec", "apr", "--out-dir", str(tmp_path)]
+    assert reproduce.main(argv) == 0
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert results["model"].tolist() == ["popularity", "sasrec", "apr"]
+    assert {"full/NDCG@10", "uniform-100/HR@10", "popularity-100/MRR", "fit_s"} <= set(results)
+    assert results.filter(like="robust/adv_drop").iloc[2].notna().all()  # APR's analysis
+    assert "| sasrec | 1 |" in (tmp_path / "summary.md").read_text()
+    assert reproduce.main(argv) == 0  # finished cells are skipped, not appended again
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 3
+
+
+def test_apr_robustness_analysis_quick(tmp_path, capsys):
+    analyses = load_script("analyses")
+    out = tmp_path / "apr.csv"
+    assert analyses.main(["apr", "--quick", "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    assert sorted(frame["eps"].unique()) == [0.5, 1.0, 2.0]
+    assert set(frame["model"]) == {"bpr-mf", "apr"}
+    assert "| bpr-mf | 0.5 |" in capsys.readouterr().out
+
+
+def test_train_speed_table_formats_a_row():
+    train_speed = load_script("train_speed")
+    row = {"data": "x", "device": "cpu", "windows": 10, "plain_epoch_s": 2.0, "mle_epoch_s": 3.0,
+           "best_epoch": 4, "time_to_best_s": 12.0, "mle_total_s": 20.0,
+           "best_valid_ndcg10": 0.1, "adv_round_s": 1.5, "peak_rss_mb": 500.0}  # fmt: skip
+    table = train_speed.table([row])
+    assert "| x | cpu | 10 | 2.00 | 3.00 | 1.50 | 4 | 12 | 20 | 0.1000 | 1.50 | 500 |" in table
