@@ -8,7 +8,7 @@ embedding tables move by adversarial vs random perturbations of per-vector norm 
 factor-removal study and combination study (min / mean / max / soft λ), measured on the
 **discriminator**: validation AUC of telling real training sequences from sequences whose newest
 item is replaced by a popularity-sampled one (``rewards.ReplaceLastSampler``), after
-pre-training with early stopping on 20,000 random training prefixes. The paper reports these
+pre-training with early stopping on 5,000 random training prefixes. The paper reports these
 studies as the *generator's* recommendation metrics after adversarial training; running ~17
 adversarial trainings per seed did not fit a CPU budget, so this measures the part of the claim
 that the discriminators see the difference (see docs/results.md).
@@ -101,7 +101,7 @@ STUDIES: dict[str, dict[str, dict]] = {
 """Study -> row label -> ``MultiFactorConfig`` overrides (factor removal is built per data)."""
 
 
-N_REAL = 20_000
+N_REAL = 5_000
 """Real prefixes per discriminator (a random subset, the same for every configuration)."""
 
 
@@ -119,7 +119,7 @@ def mfgan_rows(split, seed: int, quick: bool) -> pd.DataFrame:
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
     real = real[order[: min(len(real), N_REAL)]]
     sampler = ReplaceLastSampler(split.dataset.n_items, "popularity", split.train_counts())
-    pretrain = PretrainConfig(epochs=1 if quick else 10, patience=2, seed=seed)
+    pretrain = PretrainConfig(epochs=1 if quick else 4, patience=2, seed=seed)
     rows = []
     for study, configs in studies.items():
         for label, overrides in configs.items():
