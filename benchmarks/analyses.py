@@ -1,8 +1,11 @@
-"""The seed papers' analyses: APR's robustness table and MFGAN's discriminator studies.
+"""The seed papers' analyses: APR's robustness, MFGAN's discriminator studies, ACVAE's ablations.
 
 ``apr``: the relative NDCG@10 drop (test, full ranking) of MF-BPR and APR when their whole
 embedding tables move by adversarial vs random perturbations of per-vector norm ε ∈ {0.5, 1, 2}
 (APR, Section 3.2), mean ± std over seeds.
+
+``acvae``: ACVAE and its ablations (without AVB, without the contrastive term, without the CNN):
+test NDCG@10 under the three protocols and the latent correlation of each.
 
 ``mfgan``: MFGAN's variant table (multi-factor bidirectional vs uni-directional vs SDSF vs SDAF),
 factor-removal study and combination study (min / mean / max / soft λ), measured on the
@@ -17,6 +20,7 @@ Usage::
 
     python benchmarks/analyses.py apr --data ml-100k --seeds 0 1 2
     python benchmarks/analyses.py mfgan --data ml-100k --seeds 0 1 2
+    python benchmarks/analyses.py acvae --data ml-100k --seeds 0 --epochs 40
     python benchmarks/analyses.py mfgan --quick          # smoke: synthetic data, one epoch
 """
 
@@ -50,7 +54,8 @@ DEFAULT_DATA = os.environ.get(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("analysis", choices=("apr", "mfgan"))
+    parser.add_argument("analysis", choices=("apr", "mfgan", "acvae"))
+    parser.add_argument("--epochs", type=int, default=40, help="ACVAE epochs per ablation")
     parser.add_argument("--data", default="ml-100k")
     parser.add_argument("--data-dir", default=DEFAULT_DATA)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -133,9 +138,49 @@ def mfgan_rows(split, seed: int, quick: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# ---------------------------------------------------------------------- ACVAE
+ACVAE_METRICS = ("full/NDCG@10", "uniform-100/NDCG@10", "popularity-100/NDCG@10")
+
+
+def acvae_rows(split, seed: int, quick: bool, epochs: int = 40) -> pd.DataFrame:
+    """ACVAE and its ablations: test NDCG@10 and the latent correlation of each."""
+    from agents.acvae import ACVAEConfig, ACVAEPolicy
+    from agents.acvae_training import (
+        ABLATIONS,
+        ACVAETrainer,
+        ACVAETrainingConfig,
+        ablation_configs,
+        latent_correlation,
+    )
+    from recgym.evaluation import evaluate
+
+    sizes = dict(embed_dim=16, hidden_dim=16, latent_dim=8) if quick else {}
+    rows = []
+    for name in ABLATIONS:
+        training = ACVAETrainingConfig(epochs=1 if quick else epochs, eval_every=2, patience=4,
+                                       seed=seed)  # fmt: skip
+        model_config, training = ablation_configs(
+            name, ACVAEConfig(max_len=20 if quick else 50, **sizes), training
+        )
+        model = ACVAEPolicy(model_config, n_items=split.dataset.n_items, seed=seed)
+        result = ACVAETrainer(model, split, training).fit()
+        frame = evaluate(model, split, "test", protocols=("full", "uniform-100", "popularity-100"),
+                         ks=(10,), max_len=model.max_len, seed=seed)  # fmt: skip
+        values = frame[frame["metric"] == "NDCG"].set_index("protocol")["value"]
+        row = {"ablation": name, "seed": seed, "best_epoch": result.best_epoch}
+        row |= {f"{p}/NDCG@10": float(values[p]) for p in values.index}
+        row["corr_dimensions"] = latent_correlation(model, split, between="dimensions")
+        row["corr_users"] = latent_correlation(model, split, between="users")
+        print(f"acvae {name} seed={seed}: {row}", flush=True)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def summary(frame: pd.DataFrame, analysis: str) -> str:
     if analysis == "apr":
         keys, values = ["model", "eps"], ["ndcg_clean", "drop_adversarial", "drop_random"]
+    elif analysis == "acvae":
+        keys, values = ["ablation"], [*ACVAE_METRICS, "corr_dimensions", "corr_users"]
     else:
         keys, values = ["study", "config"], ["valid_auc"]
     grouped = frame.groupby(keys, sort=False)[values]
@@ -147,7 +192,8 @@ def summary(frame: pd.DataFrame, analysis: str) -> str:
             + (f" ± {std.loc[index, v]:.4f}" if count.loc[index, v] > 1 else "")
             for v in values
         ]
-        lines.append("| " + " | ".join(map(str, index)) + " | " + " | ".join(cells) + " |")
+        labels = index if isinstance(index, tuple) else (index,)
+        lines.append("| " + " | ".join(map(str, labels)) + " | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -157,8 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     split = load_split(args)
     seeds = args.seeds[:1] if args.quick else args.seeds
-    run = apr_rows if args.analysis == "apr" else mfgan_rows
-    frame = pd.concat([run(split, seed, args.quick) for seed in seeds], ignore_index=True)
+    if args.analysis == "acvae":
+        frames = [acvae_rows(split, seed, args.quick, args.epochs) for seed in seeds]
+    else:
+        run = apr_rows if args.analysis == "apr" else mfgan_rows
+        frames = [run(split, seed, args.quick) for seed in seeds]
+    frame = pd.concat(frames, ignore_index=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(args.out, index=False)
