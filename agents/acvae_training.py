@@ -42,10 +42,10 @@ from agents.acvae import (
     reconstruction_loss,
 )
 from agents.checkpoint import forked_global_rng
+from agents.early_stopping import BestWeights, validation_metrics
 from agents.sequences import minibatches, training_windows
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
-from recgym.evaluation import evaluate
 from recgym.splits import STAGES, Split
 from rewards.base import evaluating
 
@@ -253,8 +253,7 @@ class ACVAETrainer:
     def _fit(self, inputs: Tensor, targets: Tensor) -> ACVAEResult:
         cfg = self.config
         order = torch.Generator().manual_seed(cfg.seed)
-        best_score, best_epoch, stale = -math.inf, 0, 0
-        best_state, best_metrics, rows = None, {}, []
+        best, rows = BestWeights(patience=cfg.patience), []
         start = time.perf_counter()
         for epoch in range(1, cfg.epochs + 1):
             tic = time.perf_counter()
@@ -264,22 +263,11 @@ class ACVAETrainer:
                 row.update(self.validate())
             row["time/elapsed_s"] = time.perf_counter() - start
             rows.append(row)
-            if "eval/NDCG@10" not in row:
-                continue
-            if row["eval/NDCG@10"] > best_score:
-                best_score, best_epoch, stale = row["eval/NDCG@10"], epoch, 0
-                best_metrics = {k: float(v) for k, v in row.items() if k.startswith("eval/")}
-                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                if self.checkpoint_path is not None:
-                    self.model.save(self.checkpoint_path)
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
+            if "eval/NDCG@10" in row and best.update(row, self.model, self.checkpoint_path):
+                break
+        best.restore(self.model)
         stopped = len(rows) < cfg.epochs
-        return ACVAEResult(pd.DataFrame(rows), best_epoch, best_metrics, stopped)
+        return ACVAEResult(pd.DataFrame(rows), best.epoch, best.metrics, stopped)
 
     def _epoch(self, inputs: Tensor, targets: Tensor, order: torch.Generator) -> dict:
         """One shuffled pass; returns the step means weighted by batch size."""
@@ -334,21 +322,10 @@ class ACVAETrainer:
     # ------------------------------------------------------------------ evaluation
     def validate(self) -> dict[str, float]:
         """Validation NDCG@10 and HR@10 under full ranking (eval mode: ``eps = 0``)."""
-        frame = evaluate(
-            self.model,
-            self.split,
-            "valid",
-            protocols=("full",),
-            ks=(10,),
-            max_len=self.max_len,
-            batch_size=self.config.eval_batch_size,
-            device=self.device,
-        )
-        values = frame.set_index(["metric", "k"])["value"]
-        return {
-            "eval/NDCG@10": float(values[("NDCG", 10)]),
-            "eval/HR@10": float(values[("HR", 10)]),
-        }
+        return validation_metrics(
+            self.model, self.split, max_len=self.max_len,
+            batch_size=self.config.eval_batch_size, device=self.device,
+        )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- latent correlation

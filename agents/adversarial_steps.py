@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agents.early_stopping import validation_metrics  # noqa: F401 - re-exported
 from agents.policy import SequencePolicy
 from agents.reinforce import sample_continuations
 from recgym.errors import RecGymError
-from recgym.evaluation import evaluate
 from recgym.splits import Split
 from rewards.base import RewardModel
 from rewards.negatives import ContinuationSampler
@@ -55,18 +55,6 @@ def discriminator_step(
     rows = rng.choice(len(real_pool), size=min(batch_size, len(real_pool)), replace=False)
     real = real_pool[torch.as_tensor(rows, device=real_pool.device)]
     return reward_model.update(real, sampler.sample(real, generator))
-
-
-def validation_metrics(
-    policy: SequencePolicy, split: Split, *, max_len: int, batch_size: int, device: torch.device
-) -> dict[str, float]:
-    """Validation HR@10 and NDCG@10 under full ranking (``recgym.evaluate``)."""
-    frame = evaluate(
-        policy, split, "valid", protocols=("full",), ks=(10,), max_len=max_len,
-        batch_size=batch_size, device=device,
-    )  # fmt: skip
-    values = frame.set_index(["metric", "k"])["value"]
-    return {"eval/HR@10": float(values[("HR", 10)]), "eval/NDCG@10": float(values[("NDCG", 10)])}
 
 
 def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:

@@ -16,7 +16,6 @@ this loop with the adversarial objective.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,11 +25,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from agents.early_stopping import BestWeights, validation_metrics
 from agents.mf import BPRMFRecommender, NegativeSampler, training_pairs
 from agents.validation import check_float, check_int
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
-from recgym.evaluation import evaluate
 from recgym.splits import Split
 
 
@@ -155,7 +154,7 @@ class BPRTrainer:
         sampler = NegativeSampler(users, items, self.model.n_items)
         order = torch.Generator().manual_seed(cfg.seed)
         negatives = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        best = _Best(patience=cfg.patience)
+        best = BestWeights(patience=cfg.patience)
         rows = []
         epochs = range(1, cfg.epochs + 1)
         bar = _progress(epochs, self.prefix) if self.progress else epochs
@@ -171,8 +170,7 @@ class BPRTrainer:
                 bar.set_postfix(loss=f"{row[f'{self.prefix}/loss']:.4f}")
             if "eval/NDCG@10" in row and best.update(row, self.model, self.checkpoint_path):
                 break
-        if best.state is not None:
-            self.model.load_state_dict(best.state)
+        best.restore(self.model)
         return BPRResult(
             history=pd.DataFrame(rows),
             best_epoch=best.epoch,
@@ -232,43 +230,10 @@ class BPRTrainer:
     # ------------------------------------------------------------------ evaluation
     def validate(self) -> dict[str, float]:
         """Validation NDCG@10 and HR@10 under full ranking (eval mode, no gradient)."""
-        frame = evaluate(
-            self.model,
-            self.split,
-            "valid",
-            protocols=("full",),
-            ks=(10,),
-            max_len=1,  # MF ignores the history window
-            batch_size=self.config.eval_batch_size,
-            device=self.device,
-        )
-        values = frame.set_index(["metric", "k"])["value"]
-        return {
-            "eval/NDCG@10": float(values[("NDCG", 10)]),
-            "eval/HR@10": float(values[("HR", 10)]),
-        }
-
-
-class _Best:
-    """Early-stopping bookkeeping: the best validation NDCG@10, its epoch, metrics and weights."""
-
-    def __init__(self, *, patience: int) -> None:
-        self.patience, self.stale = patience, 0
-        self.score, self.epoch = -math.inf, 0
-        self.metrics: dict[str, float] = {}
-        self.state: dict[str, Tensor] | None = None
-
-    def update(self, row: dict, model: BPRMFRecommender, path: Path | None) -> bool:
-        """Record an evaluated epoch; return True when patience has run out."""
-        if row["eval/NDCG@10"] > self.score:
-            self.score, self.epoch, self.stale = row["eval/NDCG@10"], row["epoch"], 0
-            self.metrics = {k: float(v) for k, v in row.items() if k.startswith("eval/")}
-            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if path is not None:
-                model.save(path)
-            return False
-        self.stale += 1
-        return self.stale >= self.patience
+        return validation_metrics(
+            self.model, self.split, max_len=1,  # MF ignores the history window
+            batch_size=self.config.eval_batch_size, device=self.device,
+        )  # fmt: skip
 
 
 def _progress(epochs: range, desc: str):

@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from agents.early_stopping import BestWeights, validation_metrics
 from agents.perturbation import PerturbationConfig, adversarial_loss, split_delta
 from agents.policy import SequencePolicy
 from agents.sequences import minibatches, training_windows
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
-from recgym.evaluation import evaluate
 from recgym.splits import Split
 
 LOSSES = ("ce", "bce")
@@ -244,7 +244,7 @@ class MLETrainer:
         cfg = self.config
         order = torch.Generator().manual_seed(cfg.seed)
         negatives = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        best = _Best(patience=cfg.patience)
+        best = BestWeights(patience=cfg.patience)
         rows, start = [], time.perf_counter()
         if cfg.evaluate_start:
             rows.append({"epoch": 0, **self.validate(), "time/elapsed_s": 0.0})
@@ -264,8 +264,7 @@ class MLETrainer:
                 bar.set_postfix(loss=f"{row['mle/loss']:.4f}", ndcg=row.get("eval/NDCG@10"))
             if "eval/NDCG@10" in row and best.update(row, self.policy, self.checkpoint_path):
                 break
-        if best.state is not None:
-            self.policy.load_state_dict(best.state)
+        best.restore(self.policy)
         stopped_early = rows[-1]["epoch"] < cfg.epochs
         return MLEResult(pd.DataFrame(rows), best.epoch, best.metrics, stopped_early)
 
@@ -322,43 +321,10 @@ class MLETrainer:
     # ------------------------------------------------------------------ evaluation
     def validate(self) -> dict[str, float]:
         """Validation NDCG@10 and HR@10 under full ranking (eval mode, no gradient)."""
-        frame = evaluate(
-            self.policy,
-            self.split,
-            "valid",
-            protocols=("full",),
-            ks=(10,),
-            max_len=self.max_len,
-            batch_size=self.config.eval_batch_size,
-            device=self.device,
-        )
-        values = frame.set_index(["metric", "k"])["value"]
-        return {
-            "eval/NDCG@10": float(values[("NDCG", 10)]),
-            "eval/HR@10": float(values[("HR", 10)]),
-        }
-
-
-class _Best:
-    """Early-stopping bookkeeping: the best validation NDCG@10, its epoch, metrics and weights."""
-
-    def __init__(self, *, patience: int) -> None:
-        self.patience, self.stale = patience, 0
-        self.score, self.epoch = -math.inf, 0
-        self.metrics: dict[str, float] = {}
-        self.state: dict[str, Tensor] | None = None
-
-    def update(self, row: dict, policy: SequencePolicy, path: Path | None) -> bool:
-        """Record an evaluated epoch; return True when patience has run out."""
-        if row["eval/NDCG@10"] > self.score:
-            self.score, self.epoch, self.stale = row["eval/NDCG@10"], row["epoch"], 0
-            self.metrics = {k: float(v) for k, v in row.items() if k.startswith("eval/")}
-            self.state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
-            if path is not None:
-                policy.save(path)
-            return False
-        self.stale += 1
-        return self.stale >= self.patience
+        return validation_metrics(
+            self.policy, self.split, max_len=self.max_len,
+            batch_size=self.config.eval_batch_size, device=self.device,
+        )  # fmt: skip
 
 
 def _summary_writer(log_dir: Path | None):
