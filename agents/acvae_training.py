@@ -44,6 +44,7 @@ from agents.acvae import (
 from agents.checkpoint import forked_global_rng
 from agents.early_stopping import BestWeights, validation_metrics
 from agents.sequences import minibatches, training_windows
+from agents.validation import check_model_and_split
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
 from recgym.splits import STAGES, Split
@@ -203,15 +204,7 @@ class ACVAETrainer:
         device: torch.device | str = "cpu",
         checkpoint_path: str | os.PathLike | None = None,
     ) -> None:
-        if not isinstance(model, ACVAEPolicy):
-            raise TypeError(f"model must be an agents.acvae.ACVAEPolicy; got {type(model)!r}")
-        if not isinstance(split, Split):
-            raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
-        if model.n_items != split.dataset.n_items:
-            raise ValueError(
-                f"model has n_items={model.n_items} but the split's dataset has "
-                f"{split.dataset.n_items}; build the model with n_items=dataset.n_items"
-            )
+        check_model_and_split(model, split, ACVAEPolicy, what="model")
         self.config = cfg = ACVAETrainingConfig() if config is None else config
         if not isinstance(cfg, ACVAETrainingConfig):
             raise TypeError(f"config must be an ACVAETrainingConfig; got {type(cfg).__name__}")

@@ -33,6 +33,7 @@ from agents.early_stopping import BestWeights, validation_metrics
 from agents.perturbation import PerturbationConfig, adversarial_loss, split_delta
 from agents.policy import SequencePolicy
 from agents.sequences import minibatches, training_windows
+from agents.validation import check_model_and_split
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
 from recgym.splits import Split
@@ -195,15 +196,7 @@ class MLETrainer:
         checkpoint_path: str | os.PathLike | None = None,
         perturbation: PerturbationConfig | None = None,
     ) -> None:
-        if not isinstance(policy, SequencePolicy):
-            raise TypeError(f"policy must be an agents.SequencePolicy; got {type(policy).__name__}")
-        if not isinstance(split, Split):
-            raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
-        if policy.n_items != split.dataset.n_items:
-            raise ValueError(
-                f"policy has n_items={policy.n_items} but the split's dataset has "
-                f"{split.dataset.n_items}; build the policy with n_items=dataset.n_items"
-            )
+        check_model_and_split(policy, split, SequencePolicy, what="policy")
         if perturbation is not None and not isinstance(perturbation, PerturbationConfig):
             raise TypeError(f"perturbation must be a PerturbationConfig; got {perturbation!r}")
         self.config = MLEConfig() if config is None else config
