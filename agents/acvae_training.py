@@ -26,7 +26,7 @@ import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -42,7 +42,7 @@ from agents.acvae import (
     reconstruction_loss,
 )
 from agents.checkpoint import forked_global_rng
-from agents.early_stopping import BestWeights, validation_metrics
+from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
 from agents.sequences import minibatches, training_windows
 from agents.validation import check_model_and_split
 from recgym.device import resolve_device
@@ -159,24 +159,8 @@ def ablation_configs(
     return full_model, full_training
 
 
-@dataclass(frozen=True)
-class ACVAEResult:
-    """What :meth:`ACVAETrainer.fit` measured.
-
-    Attributes:
-        history: one row per epoch: ``epoch``, step means of ``acvae/{loss,recon,kl,contrast}``,
-            ``adversary/{loss,accuracy}``, ``contrast/accuracy`` (NaN for parts that are off),
-            ``acvae/alpha``, validation ``eval/NDCG@10``, ``eval/HR@10`` (full ranking; NaN
-            when not evaluated), ``time/epoch_s``, ``time/elapsed_s``.
-        best_epoch: the evaluated epoch with the best validation NDCG@10 (the model's weights).
-        best_metrics: ``{"eval/NDCG@10": .., "eval/HR@10": ..}`` of that epoch.
-        stopped_early: whether patience ran out before ``epochs``.
-    """
-
-    history: pd.DataFrame
-    best_epoch: int
-    best_metrics: dict[str, float] = field(default_factory=dict)
-    stopped_early: bool = False
+ACVAEResult = TrainingResult
+"""The result of :meth:`ACVAETrainer.fit` (``agents.early_stopping.TrainingResult``)."""
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -236,7 +220,13 @@ class ACVAETrainer:
 
     # ------------------------------------------------------------------ training
     def fit(self) -> ACVAEResult:
-        """Train until ``epochs`` or early stopping; restore and return the best epoch."""
+        """Train until ``epochs`` or early stopping; restore and return the best epoch.
+
+        The history has one row per epoch: ``epoch``, step means of
+        ``acvae/{loss,recon,kl,contrast}``, ``adversary/{loss,accuracy}``,
+        ``contrast/accuracy`` (NaN for parts that are off), ``acvae/alpha``, ``eval/NDCG@10``,
+        ``eval/HR@10``, ``time/epoch_s``, ``time/elapsed_s``.
+        """
         inputs, targets = training_windows(self.split, self.max_len, device=self.device)
         if len(inputs) == 0:
             raise RecGymError(f"{self.split!r} has no training targets (every user has < 2 items)")

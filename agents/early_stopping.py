@@ -8,9 +8,11 @@ the same thing everywhere.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
@@ -32,6 +34,26 @@ def validation_metrics(
     )  # fmt: skip
     values = frame.set_index(["metric", "k"])["value"]
     return {"eval/NDCG@10": float(values[("NDCG", 10)]), "eval/HR@10": float(values[("HR", 10)])}
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What an early-stopped trainer's ``fit`` measured.
+
+    Attributes:
+        history: one row per epoch (the trainer's ``fit`` lists its columns); validation
+            ``eval/NDCG@10`` and ``eval/HR@10`` are NaN on epochs not evaluated.
+        best_epoch: the evaluated epoch with the best validation NDCG@10 (its weights are the
+            model's at the end); 0 if nothing was evaluated, or if the starting weights
+            (``evaluate_start``) stayed best.
+        best_metrics: ``{"eval/NDCG@10": .., "eval/HR@10": ..}`` of that epoch.
+        stopped_early: whether patience ran out before the last epoch.
+    """
+
+    history: pd.DataFrame
+    best_epoch: int
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
 
 
 class BestWeights:

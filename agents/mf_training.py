@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import Tensor
 
-from agents.early_stopping import BestWeights, validation_metrics
+from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
 from agents.mf import BPRMFRecommender, NegativeSampler, training_pairs
 from agents.validation import check_float, check_int
 from recgym.device import resolve_device
@@ -66,26 +66,18 @@ class BPRConfig:
 
 
 @dataclass(frozen=True)
-class BPRResult:
-    """What :meth:`BPRTrainer.fit` measured.
+class BPRResult(TrainingResult):
+    """What :meth:`BPRTrainer.fit` measured: a ``TrainingResult`` plus its wall time.
+
+    ``history`` columns: ``epoch``, ``<prefix>/loss`` (mean BPR loss per training pair, without
+    the L2 term; for APR the total ``clean + lam * adv`` per pair, then also ``apr/clean_loss``
+    and ``apr/adv_loss``), ``eval/NDCG@10``, ``eval/HR@10``, ``time/epoch_s`` and
+    ``time/elapsed_s``; ``<prefix>`` is ``bpr`` or ``apr``.
 
     Attributes:
-        history: one row per epoch: ``epoch``, ``<prefix>/loss`` (mean BPR loss per training
-            pair, without the L2 term; for APR the total ``clean + lam * adv`` per pair, then also
-            ``apr/clean_loss`` and ``apr/adv_loss``), ``eval/NDCG@10`` and ``eval/HR@10``
-            (validation, full ranking; NaN on epochs not evaluated), ``time/epoch_s`` and
-            ``time/elapsed_s``. ``<prefix>`` is ``bpr`` or ``apr``.
-        best_epoch: the evaluated epoch with the best validation NDCG@10 (its weights are the
-            model's at the end); 0 if nothing was evaluated.
-        best_metrics: ``{"eval/NDCG@10": .., "eval/HR@10": ..}`` of that epoch.
-        stopped_early: whether patience ran out before ``epochs``.
         fit_seconds: wall time of :meth:`BPRTrainer.fit`, validation included.
     """
 
-    history: pd.DataFrame
-    best_epoch: int
-    best_metrics: dict[str, float] = field(default_factory=dict)
-    stopped_early: bool = False
     fit_seconds: float = 0.0
 
 

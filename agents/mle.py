@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from agents.early_stopping import BestWeights, validation_metrics
+from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
 from agents.perturbation import PerturbationConfig, adversarial_loss, split_delta
 from agents.policy import SequencePolicy
 from agents.sequences import minibatches, training_windows
@@ -95,25 +95,8 @@ class MLEConfig:
             )
 
 
-@dataclass(frozen=True)
-class MLEResult:
-    """What :meth:`MLETrainer.fit` measured.
-
-        Attributes:
-            history: one row per epoch: ``epoch``, ``mle/loss`` (mean training loss; the total
-                adversarial objective under a perturbation, then also ``mle/clean_loss`` and
-                ``mle/adv_loss``), ``eval/NDCG@10`` and ``eval/HR@10`` (validation, full ranking;
-                NaN on epochs not evaluated), ``time/epoch_s`` and ``time/elapsed_s``.
-            best_epoch: the evaluated epoch with the best validation NDCG@10 (its weights are the
-    X
-            best_metrics: ``{"eval/NDCG@10": .., "eval/HR@10": ..}`` of that epoch.
-            stopped_early: whether patience ran out before ``epochs``.
-    """
-
-    history: pd.DataFrame
-    best_epoch: int
-    best_metrics: dict[str, float] = field(default_factory=dict)
-    stopped_early: bool = False
+MLEResult = TrainingResult
+"""The result of :meth:`MLETrainer.fit` (``agents.early_stopping.TrainingResult``)."""
 
 
 def sample_negatives(targets: Tensor, n_items: int, generator: torch.Generator) -> Tensor:
@@ -219,7 +202,13 @@ class MLETrainer:
 
     # ------------------------------------------------------------------ training
     def fit(self) -> MLEResult:
-        """Train until ``epochs`` or early stopping; restore and return the best epoch."""
+        """Train until ``epochs`` or early stopping; restore and return the best epoch.
+
+        The history has one row per epoch: ``epoch``, ``mle/loss`` (mean training loss; the
+        total adversarial objective under a perturbation, then also ``mle/clean_loss`` and
+        ``mle/adv_loss``), ``eval/NDCG@10``, ``eval/HR@10``, ``time/epoch_s``,
+        ``time/elapsed_s``.
+        """
         inputs, targets = training_windows(self.split, self.max_len, device=self.device)
         if len(inputs) == 0:
             raise RecGymError(f"{self.split!r} has no training targets (every user has < 2 items)")
