@@ -16,12 +16,20 @@ studies as the *generator's* recommendation metrics after adversarial training; 
 adversarial trainings per seed did not fit a CPU budget, so this measures the part of the claim
 that the discriminators see the difference (see docs/results.md).
 
+``mfgan-generator``: the same studies at the paper's level: every distinct discriminator
+configuration is trained adversarially against a copy of the *same* SASRec MLE start
+(``ModelZoo.fit_mfgan``), and the generator's test NDCG@10 is reported with its paired
+difference from that start. Rows are appended to ``--out`` as they finish, and a rerun skips
+finished (config, seed) rows: the study is long (13 adversarial trainings per seed on ML-100K).
+
 Usage::
 
     python benchmarks/analyses.py apr --data ml-100k --seeds 0 1 2
     python benchmarks/analyses.py mfgan --data ml-100k --seeds 0 1 2
     python benchmarks/analyses.py acvae --data ml-100k --seeds 0 --epochs 40
     python benchmarks/analyses.py mfgan --quick          # smoke: synthetic data, one epoch
+    python benchmarks/analyses.py mfgan-generator --data ml-100k --seeds 0 \
+        --out runs/mfgan-generator.csv
 """
 
 from __future__ import annotations
@@ -54,13 +62,14 @@ DEFAULT_DATA = os.environ.get(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("analysis", choices=("apr", "mfgan", "acvae"))
+    parser.add_argument("analysis", choices=("apr", "mfgan", "mfgan-generator", "acvae"))
     parser.add_argument("--epochs", type=int, default=40, help="ACVAE epochs per ablation")
     parser.add_argument("--data", default="ml-100k")
     parser.add_argument("--data-dir", default=DEFAULT_DATA)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="CSV of the per-seed rows")
+    parser.add_argument("--rounds", type=int, default=None, help="mfgan-generator: rounds")
     parser.add_argument("--quick", action="store_true", help="synthetic data, tiny budgets")
     return parser.parse_args(argv)
 
@@ -110,15 +119,21 @@ N_REAL = 5_000
 """Real prefixes per discriminator (a random subset, the same for every configuration)."""
 
 
-def mfgan_rows(split, seed: int, quick: bool) -> pd.DataFrame:
-    """Pre-trained validation AUC of every discriminator configuration of the studies."""
-    factors = split.factors()
+def study_configs(factors) -> dict[str, dict[str, dict]]:
+    """:data:`STUDIES` plus the factor-removal study of ``factors`` (an ``ItemFactors``)."""
     names = tuple(f.name for f in factors.factors)
     studies = dict(STUDIES)
     studies["factor removal"] = {"all factors": {}} | {
         f"without {name}": {"factors": tuple(n for n in names if n != name)} for name in names
     }
     studies["factor removal"]["without item id"] = {"include_item_id": False}
+    return studies
+
+
+def mfgan_rows(split, seed: int, quick: bool) -> pd.DataFrame:
+    """Pre-trained validation AUC of every discriminator configuration of the studies."""
+    factors = split.factors()
+    studies = study_configs(factors)
     max_len = 20 if quick else 50
     real = real_sequences(split, max_len)  # every training prefix: ~97k on ML-100K
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
@@ -136,6 +151,67 @@ def mfgan_rows(split, seed: int, quick: bool) -> pd.DataFrame:
                          "seconds": float(result.history["seconds"].iloc[-1])})  # fmt: skip
             print(f"{study} / {label} seed={seed}: AUC {result.best_auc:.4f}", flush=True)
     return pd.DataFrame(rows)
+
+
+GENERATOR_METRICS = ("full/NDCG@10", "full/HR@10", "uniform-100/NDCG@10", "popularity-100/NDCG@10")
+
+
+def mfgan_generator_rows(split, seed: int, args: argparse.Namespace) -> pd.DataFrame:
+    """Test metrics of MFGAN trained with every distinct discriminator of the studies."""
+    config = ZooConfig.quick() if args.quick else ZooConfig()
+    if args.rounds:
+        config = ZooConfig(**{**config.__dict__, "adversarial_rounds": args.rounds})
+    zoo = ModelZoo(split, config, seed=seed)
+    path = Path(args.out) if args.out else None
+    done = pd.read_csv(path) if path is not None and path.exists() else pd.DataFrame()
+    if len(done):
+        done = done[done["seed"] == seed]
+    start = _generator_metrics(zoo.fit("sasrec"), split, seed)
+    rows, fitted = [], {}  # identical configurations (e.g. "mean" = MFGAN) are trained once
+    for study, configs in {"start": {"SASRec MLE": None}, **study_configs(split.factors())}.items():
+        for label, overrides in configs.items():
+            row = {"study": study, "config": label, "seed": seed}
+            previous = done[done["config"] == label] if len(done) else done
+            if len(previous):
+                rows.append(previous.iloc[0].to_dict())
+                continue
+            key = None if overrides is None else repr(sorted(overrides.items()))
+            if key is None:
+                row |= start | {"fit_s": 0.0}
+            elif key in fitted:
+                row |= fitted[key]
+            else:
+                fit = zoo.fit_mfgan(**overrides)
+                fitted[key] = _generator_metrics(fit, split, seed) | {
+                    "best_round": fit.info["best_round"],
+                    "disc_auc_last": fit.info["disc_auc_last"], "fit_s": fit.fit_seconds,
+                }  # fmt: skip
+                row |= fitted[key]
+            row["delta_full/NDCG@10"] = row["full/NDCG@10"] - start["full/NDCG@10"]
+            rows.append(row)
+            print(f"{study} / {label} seed={seed}: full NDCG@10 {row['full/NDCG@10']:.4f} "
+                  f"({row['delta_full/NDCG@10']:+.4f})", flush=True)  # fmt: skip
+            if path is not None:
+                _append_row(path, row)
+    return pd.DataFrame(rows)
+
+
+def _generator_metrics(fit, split, seed: int) -> dict[str, float]:
+    from recgym.evaluation import evaluate
+
+    frame = evaluate(fit.recommender, split, "test", protocols=("full", "uniform-100",
+                     "popularity-100"), ks=(10,), max_len=fit.max_len, seed=seed)  # fmt: skip
+    frame = frame[frame["k"] == 10]
+    values = {f"{r.protocol}/{r.metric}@10": float(r.value) for r in frame.itertuples()}
+    return {m: values[m] for m in GENERATOR_METRICS}
+
+
+def _append_row(path: Path, row: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    tmp = path.with_suffix(".tmp")
+    pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------- ACVAE
@@ -181,6 +257,9 @@ def summary(frame: pd.DataFrame, analysis: str) -> str:
         keys, values = ["model", "eps"], ["ndcg_clean", "drop_adversarial", "drop_random"]
     elif analysis == "acvae":
         keys, values = ["ablation"], [*ACVAE_METRICS, "corr_dimensions", "corr_users"]
+    elif analysis == "mfgan-generator":
+        keys = ["study", "config"]
+        values = ["full/NDCG@10", "delta_full/NDCG@10", "uniform-100/NDCG@10"]
     else:
         keys, values = ["study", "config"], ["valid_auc"]
     grouped = frame.groupby(keys, sort=False)[values]
@@ -205,11 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds[:1] if args.quick else args.seeds
     if args.analysis == "acvae":
         frames = [acvae_rows(split, seed, args.quick, args.epochs) for seed in seeds]
+    elif args.analysis == "mfgan-generator":
+        frames = [mfgan_generator_rows(split, seed, args) for seed in seeds]
     else:
         run = apr_rows if args.analysis == "apr" else mfgan_rows
         frames = [run(split, seed, args.quick) for seed in seeds]
     frame = pd.concat(frames, ignore_index=True)
-    if args.out:
+    if args.out and args.analysis != "mfgan-generator":  # that one appends row by row
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(args.out, index=False)
     print(summary(frame, args.analysis))

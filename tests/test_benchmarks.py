@@ -40,6 +40,25 @@ def test_apr_robustness_analysis_quick(tmp_path, capsys):
     assert "| bpr-mf | 0.5 |" in capsys.readouterr().out
 
 
+def test_mfgan_generator_study_dedupes_and_resumes(tmp_path, monkeypatch, capsys):
+    analyses = load_script("analyses")
+    studies = {"variant": {"MFGAN": {}, "SDSF": {"variant": "sdsf"}}, "combination": {"mean": {}}}
+    monkeypatch.setattr(analyses, "study_configs", lambda factors: studies)
+    out = tmp_path / "generator.csv"
+    argv = ["mfgan-generator", "--quick", "--out", str(out)]
+    assert analyses.main(argv) == 0
+    frame = pd.read_csv(out).set_index("config")
+    assert list(frame.index) == ["SASRec MLE", "MFGAN", "SDSF", "mean"]
+    assert frame.loc["SASRec MLE", "delta_full/NDCG@10"] == 0.0
+    # "mean" is MFGAN's own configuration: trained once, reported twice, paired with the start
+    assert frame.loc["mean", "fit_s"] == frame.loc["MFGAN", "fit_s"]
+    delta = frame["full/NDCG@10"] - frame.loc["SASRec MLE", "full/NDCG@10"]
+    assert (delta - frame["delta_full/NDCG@10"]).abs().max() < 1e-12
+    assert "| variant | SDSF |" in capsys.readouterr().out
+    assert analyses.main(argv) == 0  # finished rows are skipped, not appended again
+    assert len(pd.read_csv(out)) == 4
+
+
 def test_train_speed_table_formats_a_row():
     train_speed = load_script("train_speed")
     row = {"data": "x", "device": "cpu", "windows": 10, "plain_epoch_s": 2.0, "mle_epoch_s": 3.0,
