@@ -38,6 +38,9 @@ class ZooConfig:
         max_len: history window of every sequential model and of evaluation.
         dim: embedding size of every model.
         mle_epochs: maximum MLE epochs (SASRec, GRU4Rec); early stopping decides.
+        mle_loss: ``"ce"`` (full softmax, the default) or ``"bce"`` (one sampled negative per
+            position, SASRec's own loss: ~n_items times cheaper per position, for large
+            catalogues on CPU).
         lr: Adam learning rate of MLE.
         eval_every: epochs (or adversarial rounds) between validation rankings.
         patience: validation rankings without improvement before stopping.
@@ -53,6 +56,7 @@ class ZooConfig:
     max_len: int = 50
     dim: int = 64
     mle_epochs: int = 200
+    mle_loss: str = "ce"
     lr: float = 1e-3
     eval_every: int = 2
     patience: int = 5
@@ -65,8 +69,12 @@ class ZooConfig:
     acvae_epochs: int = 200
 
     def __post_init__(self) -> None:
+        if self.mle_loss not in ("ce", "bce"):
+            raise ValueError(f"ZooConfig.mle_loss must be 'ce' or 'bce'; got {self.mle_loss!r}")
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
+            if item.name == "mle_loss":
+                continue
             if item.name in ("lr", "sao_eps"):
                 ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
                 expected = "a float > 0"
@@ -170,13 +178,13 @@ class ModelZoo:
 
     # ------------------------------------------------------------------ shared settings
     def mle_config(self, **overrides: Any):
-        """The MLE settings of every sequential model (CE loss, early stopping)."""
+        """The MLE settings of every sequential model (``mle_loss``, early stopping)."""
         from agents.mle import MLEConfig
 
         c = self.config
         settings = dict(
             epochs=c.mle_epochs, lr=c.lr, eval_every=c.eval_every, patience=c.patience,
-            seed=self.seed, max_len=c.max_len,
+            seed=self.seed, max_len=c.max_len, loss=c.mle_loss,
         )  # fmt: skip
         return MLEConfig(**(settings | overrides))
 

@@ -36,6 +36,8 @@ DEFAULT_DATA = os.environ.get(
 )
 KEYS = ["data", "model", "seed"]
 ROBUSTNESS_MODELS = ("bpr-mf", "apr")
+MLE_BASED = ("gru4rec", "sasrec", "asasrec", "mfgan", "ebseqgan")
+"""Systems whose numbers depend on ``--mle-loss`` (recorded in their rows)."""
 EPS = (0.5, 1.0, 2.0)
 
 
@@ -57,6 +59,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick", action="store_true", help="smoke setting: synthetic data, tiny budgets, one seed"
     )
     parser.add_argument("--rounds", type=int, default=None, help="override adversarial rounds")
+    parser.add_argument(
+        "--mle-loss",
+        choices=("ce", "bce"),
+        default="ce",
+        help="MLE loss of SASRec/GRU4Rec (bce: SASRec's, for large catalogues)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.data, args.seeds = ["synthetic"], args.seeds[:1]
@@ -91,6 +99,7 @@ def run_cell(zoo: ModelZoo, name: str, model: str, seed: int, device: str) -> di
         max_len=fit.max_len, device=device, seed=seed,
     )  # fmt: skip
     row = {"data": name, "model": model, "seed": seed, **metric_rows(frame)}
+    row["mle_loss"] = zoo.config.mle_loss if model in MLE_BASED else ""
     row |= {"fit_s": fit.fit_seconds, "total_s": fit.total_seconds,
             "eval_s": time.perf_counter() - tic}  # fmt: skip
     row |= {f"info/{k}": v for k, v in fit.info.items()}
@@ -137,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     results = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=KEYS)
     done = set(map(tuple, results[KEYS].astype(str).to_numpy()))
     config = ZooConfig.quick() if args.quick else ZooConfig()
-    if args.rounds:
-        config = ZooConfig(**{**config.__dict__, "adversarial_rounds": args.rounds})
+    overrides = {"mle_loss": args.mle_loss} | (
+        {"adversarial_rounds": args.rounds} if args.rounds else {}
+    )
+    config = ZooConfig(**(config.__dict__ | overrides))
     for name in args.data:
         split = load_split(name, args.data_dir, args.quick)
         for seed in args.seeds:

@@ -44,7 +44,7 @@ def test_same_seed_same_model(synthetic):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [({"dim": 0}, "dim must be an int >= 1; got 0"), ({"lr": -1.0}, "lr must be a float > 0"),
-     ({"mle_epochs": 2.5}, "mle_epochs")],
+     ({"mle_epochs": 2.5}, "mle_epochs"), ({"mle_loss": "mse"}, "'ce' or 'bce'; got 'mse'")],
 )  # fmt: skip
 def test_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -57,3 +57,13 @@ def test_zoo_errors(synthetic):
         ModelZoo(data.dataset)
     with pytest.raises(ValueError, match="unknown model 'bert4rec'"):
         ModelZoo(split, ZooConfig.quick()).fit("bert4rec")
+
+
+def test_mle_loss_reaches_the_trainer_and_mfgan_variants_share_the_start(synthetic):
+    data, split = synthetic
+    zoo = ModelZoo(split, ZooConfig(**(ZooConfig.quick().__dict__ | {"mle_loss": "bce"})))
+    assert zoo.mle_config().loss == "bce"
+    start = zoo.fit("sasrec")
+    sdsf = zoo.fit_mfgan(variant="sdsf")
+    assert sdsf.total_seconds >= start.total_seconds + sdsf.fit_seconds - 1e-9
+    assert sdsf.recommender is not start.recommender and zoo.fit("sasrec") is start
