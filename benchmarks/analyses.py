@@ -70,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="CSV of the per-seed rows")
     parser.add_argument("--rounds", type=int, default=None, help="mfgan-generator: rounds")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=None,
+        help="mfgan-generator: only these config labels, in this order",
+    )
     parser.add_argument("--quick", action="store_true", help="synthetic data, tiny budgets")
     return parser.parse_args(argv)
 
@@ -168,32 +174,46 @@ def mfgan_generator_rows(split, seed: int, args: argparse.Namespace) -> pd.DataF
         done = done[done["seed"] == seed]
     start = _generator_metrics(zoo.fit("sasrec"), split, seed)
     rows, fitted = [], {}  # identical configurations (e.g. "mean" = MFGAN) are trained once
-    for study, configs in {"start": {"SASRec MLE": None}, **study_configs(split.factors())}.items():
-        for label, overrides in configs.items():
-            row = {"study": study, "config": label, "seed": seed}
-            previous = done[done["config"] == label] if len(done) else done
-            if len(previous):
-                rows.append(previous.iloc[0].to_dict())
-                continue
-            key = None if overrides is None else repr(sorted(overrides.items()))
-            if key is None:
-                row |= start | {"fit_s": 0.0}
-            elif key in fitted:
-                row |= fitted[key]
-            else:
-                fit = zoo.fit_mfgan(**overrides)
-                fitted[key] = _generator_metrics(fit, split, seed) | {
-                    "best_round": fit.info["best_round"],
-                    "disc_auc_last": fit.info["disc_auc_last"], "fit_s": fit.fit_seconds,
-                }  # fmt: skip
-                row |= fitted[key]
-            row["delta_full/NDCG@10"] = row["full/NDCG@10"] - start["full/NDCG@10"]
-            rows.append(row)
-            print(f"{study} / {label} seed={seed}: full NDCG@10 {row['full/NDCG@10']:.4f} "
-                  f"({row['delta_full/NDCG@10']:+.4f})", flush=True)  # fmt: skip
-            if path is not None:
-                _append_row(path, row)
+    for study, label, overrides in _generator_plan(split, args.configs):
+        key = "start" if overrides is None else repr(sorted(overrides.items()))
+        row = {"study": study, "config": label, "seed": seed, "discriminator": key}
+        same = done[done["discriminator"] == key] if len(done) else done
+        if (same["config"] == label).any() if len(same) else False:
+            rows.append(same[same["config"] == label].iloc[0].to_dict())
+            continue
+        if key not in fitted and len(same):  # trained in an earlier run under another label
+            fitted[key] = same.iloc[0].drop(["study", "config", "seed", "discriminator"]).to_dict()
+        if key == "start":
+            row |= start | {"fit_s": 0.0}
+        elif key in fitted:
+            row |= fitted[key]
+        else:
+            fit = zoo.fit_mfgan(**overrides)
+            fitted[key] = _generator_metrics(fit, split, seed) | {
+                "best_round": fit.info["best_round"],
+                "disc_auc_last": fit.info["disc_auc_last"], "fit_s": fit.fit_seconds,
+            }  # fmt: skip
+            row |= fitted[key]
+        row["delta_full/NDCG@10"] = row["full/NDCG@10"] - start["full/NDCG@10"]
+        rows.append(row)
+        print(f"{study} / {label} seed={seed}: full NDCG@10 {row['full/NDCG@10']:.4f} "
+              f"({row['delta_full/NDCG@10']:+.4f})", flush=True)  # fmt: skip
+        if path is not None:
+            _append_row(path, row)
     return pd.DataFrame(rows)
+
+
+def _generator_plan(split, only: list[str] | None) -> list[tuple[str, str, dict | None]]:
+    """``(study, label, overrides)`` rows: the start first, then ``only`` (in its order) or all."""
+    plan = [(study, label, overrides) for study, configs in study_configs(split.factors()).items()
+            for label, overrides in configs.items()]  # fmt: skip
+    if only is not None:
+        labels = [label for _, label, _ in plan]
+        unknown = sorted(set(only) - set(labels))
+        if unknown:
+            raise ValueError(f"unknown --configs {unknown}; expected labels among {labels}")
+        plan = [next(row for row in plan if row[1] == label) for label in only]
+    return [("start", "SASRec MLE", None), *plan]
 
 
 def _generator_metrics(fit, split, seed: int) -> dict[str, float]:

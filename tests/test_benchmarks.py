@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,6 +58,13 @@ def test_mfgan_generator_study_dedupes_and_resumes(tmp_path, monkeypatch, capsys
     assert "| variant | SDSF |" in capsys.readouterr().out
     assert analyses.main(argv) == 0  # finished rows are skipped, not appended again
     assert len(pd.read_csv(out)) == 4
+    # a later run with a new label for a trained configuration reuses it and trains nothing
+    studies["combination"]["MFGAN again"] = {}
+    assert analyses.main([*argv, "--configs", "MFGAN again"]) == 0
+    frame = pd.read_csv(out).set_index("config")
+    assert frame.loc["MFGAN again", "fit_s"] == frame.loc["MFGAN", "fit_s"]
+    with pytest.raises(ValueError, match="unknown --configs \\['nope'\\]"):
+        analyses.main([*argv, "--configs", "nope"])
 
 
 def test_train_speed_table_formats_a_row():
