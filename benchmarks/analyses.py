@@ -12,9 +12,9 @@ factor-removal study and combination study (min / mean / max / soft λ), measure
 **discriminator**: validation AUC of telling real training sequences from sequences whose newest
 item is replaced by a popularity-sampled one (``rewards.ReplaceLastSampler``), after
 pre-training with early stopping on 5,000 random training prefixes. The paper reports these
-studies as the *generator's* recommendation metrics after adversarial training; running ~17
-adversarial trainings per seed did not fit a CPU budget, so this measures the part of the claim
-that the discriminators see the difference (see docs/results.md).
+studies as the *generator's* recommendation metrics after adversarial training (that is
+``mfgan-generator``); this measures the part of the claim that the discriminators see the
+difference, cheaply (see docs/results.md).
 
 ``mfgan-generator``: the same studies at the paper's level: every distinct discriminator
 configuration is trained adversarially against a copy of the *same* SASRec MLE start
