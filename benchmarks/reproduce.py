@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.csv"
     results = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=KEYS)
+    check_same_loss(results, args.mle_loss, path)
     done = set(map(tuple, results[KEYS].astype(str).to_numpy()))
     config = ZooConfig.quick() if args.quick else ZooConfig()
     overrides = {"mle_loss": args.mle_loss} | (
@@ -165,6 +166,20 @@ def main(argv: list[str] | None = None) -> int:
                 _atomic_write(out / "summary.md", summarise(results))
     print(summarise(results))
     return 0
+
+
+def check_same_loss(results: pd.DataFrame, mle_loss: str, path: Path) -> None:
+    """Refuse to resume a table whose MLE-based rows were trained with another loss."""
+    rows = results[results["model"].isin(MLE_BASED)] if "model" in results else results
+    if not len(rows):
+        return
+    # files written before the column existed hold CE rows
+    losses = set(rows.get("mle_loss", pd.Series(["ce"] * len(rows))).fillna("ce"))
+    if losses != {mle_loss}:
+        raise ValueError(
+            f"{path} holds rows trained with --mle-loss {sorted(losses)}, not {mle_loss!r}; "
+            "a table must use one loss: pass another --out-dir"
+        )
 
 
 def _atomic_write(path: Path, text: str) -> None:

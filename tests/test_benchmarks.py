@@ -29,6 +29,8 @@ def test_reproduce_quick_writes_and_resumes(tmp_path):
     assert "| sasrec | 1 |" in (tmp_path / "summary.md").read_text()
     assert reproduce.main(argv) == 0  # finished cells are skipped, not appended again
     assert len(pd.read_csv(tmp_path / "results.csv")) == 3
+    with pytest.raises(ValueError, match=r"\['ce'\], not 'bce'; .* another --out-dir"):
+        reproduce.main([*argv, "--mle-loss", "bce"])  # one table, one training objective
 
 
 def test_apr_robustness_analysis_quick(tmp_path, capsys):
