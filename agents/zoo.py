@@ -262,14 +262,28 @@ def _mle(kind: str) -> Callable[[ModelZoo], Fitted]:
 
 
 def _sao(zoo: ModelZoo) -> Fitted:
-    from agents.mle import MLETrainer
     from agents.perturbation import PerturbationConfig
+
+    return _continue_sasrec(zoo, PerturbationConfig(eps=zoo.config.sao_eps, lam=1.0))
+
+
+def _continue_sasrec(zoo: ModelZoo, perturbation: Any = None) -> Fitted:
+    """SASRec MLE continued for ``sao_epochs`` from the cached early-stopped weights.
+
+    With ``perturbation`` this is SAO; without it, SAO's control: the same extra epochs,
+    the same model selection (the start is evaluated and kept if no epoch beats it), no
+    adversary. SAO's gain over SASRec mixes both effects; its gain over the control is the
+    adversary's.
+    """
+    from agents.mle import MLETrainer
 
     policy = zoo.start_from("sasrec")
     config = zoo.mle_config(epochs=zoo.config.sao_epochs, evaluate_start=True)
-    perturbation = PerturbationConfig(eps=zoo.config.sao_eps, lam=1.0)
     trainer = MLETrainer(policy, zoo.split, config, device=zoo.device, perturbation=perturbation)
-    return policy, _mle_info(trainer.fit()), "sasrec"
+    result = trainer.fit()
+    start = result.history.loc[result.history["epoch"] == 0, "eval/NDCG@10"]
+    info = _mle_info(result) | {"valid_ndcg10_start": float(start.iloc[0])}
+    return policy, info, "sasrec"
 
 
 def _mfgan(zoo: ModelZoo, **discriminator: Any) -> Fitted:
@@ -344,6 +358,7 @@ FITTERS: dict[str, Callable[[ModelZoo], Fitted]] = {
     "gru4rec": _mle("gru"),
     "sasrec": _mle("sasrec"),
     "asasrec": _sao,
+    "sasrec-continued": _continue_sasrec,
     "acvae": _acvae,
     "mfgan": _mfgan,
     "ebseqgan": _ebseqgan,

@@ -36,7 +36,7 @@ DEFAULT_DATA = os.environ.get(
 )
 KEYS = ["data", "model", "seed"]
 ROBUSTNESS_MODELS = ("bpr-mf", "apr")
-MLE_BASED = ("gru4rec", "sasrec", "asasrec", "mfgan", "ebseqgan")
+MLE_BASED = ("gru4rec", "sasrec", "asasrec", "sasrec-continued", "mfgan", "ebseqgan")
 """Systems whose numbers depend on ``--mle-loss`` (recorded in their rows)."""
 EPS = (0.5, 1.0, 2.0)
 
@@ -161,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                 row = run_cell(zoo, name, model, seed, args.device)
                 print(f"{name} {model} seed={seed}: full NDCG@10 {row['full/NDCG@10']:.4f}, "
                       f"fit {row['fit_s']:.0f} s", flush=True)  # fmt: skip
-                results = pd.concat([results, pd.DataFrame([row])], ignore_index=True)
+                # re-read: another process may have appended rows to the same table meanwhile
+                latest = pd.read_csv(path) if path.exists() else results
+                results = pd.concat([latest, pd.DataFrame([row])], ignore_index=True)
                 _atomic_write(path, results.to_csv(index=False))
                 _atomic_write(out / "summary.md", summarise(results))
     print(summarise(results))

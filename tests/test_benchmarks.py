@@ -33,6 +33,24 @@ def test_reproduce_quick_writes_and_resumes(tmp_path):
         reproduce.main([*argv, "--mle-loss", "bce"])  # one table, one training objective
 
 
+def test_reproduce_keeps_rows_another_process_appended(tmp_path, monkeypatch):
+    """Two runs may share one --out-dir (e.g. another model of the same table): no lost rows."""
+    reproduce = load_script("reproduce")
+    run_cell = reproduce.run_cell
+
+    def meanwhile(zoo, name, model, seed, device):
+        row = run_cell(zoo, name, model, seed, device)
+        other = pd.DataFrame([row | {"model": "bpr-mf"}])  # finished by another process
+        path = tmp_path / "results.csv"
+        old = pd.read_csv(path) if path.exists() else pd.DataFrame()
+        pd.concat([old, other], ignore_index=True).to_csv(path, index=False)
+        return row
+
+    monkeypatch.setattr(reproduce, "run_cell", meanwhile)
+    assert reproduce.main(["--quick", "--models", "popularity", "--out-dir", str(tmp_path)]) == 0
+    assert sorted(pd.read_csv(tmp_path / "results.csv")["model"]) == ["bpr-mf", "popularity"]
+
+
 def test_apr_robustness_analysis_quick(tmp_path, capsys):
     analyses = load_script("analyses")
     out = tmp_path / "apr.csv"

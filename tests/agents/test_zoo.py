@@ -24,13 +24,24 @@ def test_every_system_fits_and_ranks(zoo, name):
     assert frame["value"].between(0, 1).all()
 
 
-@pytest.mark.parametrize(("name", "base"), [("asasrec", "sasrec"), ("mfgan", "sasrec"),
-                                            ("ebseqgan", "gru4rec")])  # fmt: skip
+@pytest.mark.parametrize(("name", "base"), [("asasrec", "sasrec"), ("sasrec-continued", "sasrec"),
+                                            ("mfgan", "sasrec"), ("ebseqgan", "gru4rec")])  # fmt: skip
 def test_fine_tuning_never_loses_on_validation(zoo, name, base):
     start, tuned = zoo.fit(base), zoo.fit(name)
     assert tuned.info["valid_ndcg10"] >= start.info["valid_ndcg10"]
     assert zoo.fit(base) is start  # the base is cached, and fine-tuning works on a copy
     assert tuned.recommender is not start.recommender
+
+
+def test_sao_and_its_control_start_from_the_same_weights(zoo):
+    """SAO's control differs from SAO only by the adversary: same start, same epochs."""
+    start, sao, control = zoo.fit("sasrec"), zoo.fit("asasrec"), zoo.fit("sasrec-continued")
+    for fit in (sao, control):
+        assert fit.info["valid_ndcg10_start"] == pytest.approx(start.info["valid_ndcg10"])
+        assert fit.info["epochs_run"] <= zoo.config.sao_epochs
+    trained = [p for p in control.recommender.parameters() if p.requires_grad]
+    changed = any((a != b).any() for a, b in zip(trained, start.recommender.parameters()))
+    assert changed or control.info["best_epoch"] == 0
 
 
 def test_same_seed_same_model(synthetic):
