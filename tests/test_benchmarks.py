@@ -87,6 +87,13 @@ def test_mfgan_generator_study_dedupes_and_resumes(tmp_path, monkeypatch, capsys
         analyses.main([*argv, "--configs", "nope"])
 
 
+def test_apr_step_benchmark_runs(capsys):
+    apr_step = load_script("apr_step")
+    argv = ["--users", "20", "--items", "30", "--steps", "2", "--batch-size", "8"]
+    assert apr_step.main(argv) == 0
+    assert "| 20 | 30 | 8 |" in capsys.readouterr().out
+
+
 def test_train_speed_table_formats_a_row():
     train_speed = load_script("train_speed")
     row = {"data": "x", "device": "cpu", "windows": 10, "plain_epoch_s": 2.0, "mle_epoch_s": 3.0,

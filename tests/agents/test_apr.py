@@ -16,7 +16,7 @@ from agents.apr import (
 )
 from agents.mf import BPRMFRecommender
 from agents.mf_training import BPRConfig, BPRTrainer
-from agents.perturbation import PerturbationConfig
+from agents.perturbation import PerturbationConfig, adversarial_loss
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,28 @@ def test_apr_perturbs_only_the_batch_rows_by_eps():
     small = apr_loss(model, users, positives, negatives, PerturbationConfig(eps=1e-3))
     assert small.adversarial > small.clean
     torch.testing.assert_close(adv.clean, model.bpr_loss(users, positives, negatives))
+
+
+def test_batch_rows_objective_equals_the_whole_table_objective():
+    """Perturbing the batch's distinct rows is APR's whole-table objective, values and grads."""
+    model = BPRMFRecommender(n_users=7, n_items=11, dim=4, seed=2)
+    users = torch.tensor([3, 3, 0, 6, 3])  # duplicates: a row's gradient sums its occurrences
+    positives, negatives = torch.tensor([1, 2, 2, 11, 5]), torch.tensor([4, 1, 9, 2, 2])
+    config = PerturbationConfig(eps=0.7, lam=0.5)
+    tables = (model.user_embedding.weight, model.item_embedding.weight)
+
+    def reference(delta):
+        return model.bpr_loss(users, positives, negatives, delta=delta)
+
+    expected = adversarial_loss(reference, tables, config, padding_idx=(None, 0))
+    got = apr_loss(model, users, positives, negatives, config)
+    for a, b in ((got.total, expected.total), (got.adversarial, expected.adversarial)):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(got.delta, expected.delta, strict=True):
+        torch.testing.assert_close(a, b)
+    grads = [torch.autograd.grad(x.total, tables) for x in (got, expected)]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_apr_gradient_flows_through_both_terms():
