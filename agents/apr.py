@@ -124,8 +124,8 @@ def batch_apr_loss(
     The same objective: a row's gradient is the sum over its occurrences in the batch either
     way, and the fast gradient normalises row by row. Perturbing ``(U, D)`` rows instead of the
     ``(n_users, D)`` and ``(n_items + 1, D)`` tables makes the adversary O(batch), not
-    O(catalogue): a step (loss + backward) is 15× faster at Amazon Sports' sizes and 1.5× at
-    ML-100K's (``benchmarks/apr_step.py``).
+    O(catalogue): with sparse table gradients, a training step is 15–19× faster than the
+    whole-table form at Amazon Sports' sizes and 1.2× at ML-100K's (``benchmarks/mf_step.py``).
 
     Returns:
         The loss (its ``delta`` = ``(user_delta (U, D), item_delta (I, D))``) and the rows
@@ -134,8 +134,8 @@ def batch_apr_loss(
     user_rows, user_index = torch.unique(users, return_inverse=True)
     items = torch.cat([positives, negatives])
     item_rows, item_index = torch.unique(items, return_inverse=True)
-    p_rows = model.user_embedding.weight[user_rows]  # (U, D)
-    q_rows = model.item_embedding.weight[item_rows]  # (I, D)
+    p_rows = model.rows(model.user_embedding, user_rows)  # (U, D)
+    q_rows = model.rows(model.item_embedding, item_rows)  # (I, D)
     pos_index, neg_index = item_index[: len(positives)], item_index[len(positives) :]
     bias = (
         0.0 if model.item_bias is None else model.item_bias[positives] - model.item_bias[negatives]

@@ -87,11 +87,12 @@ def test_mfgan_generator_study_dedupes_and_resumes(tmp_path, monkeypatch, capsys
         analyses.main([*argv, "--configs", "nope"])
 
 
-def test_apr_step_benchmark_runs(capsys):
-    apr_step = load_script("apr_step")
+def test_mf_step_benchmark_runs(capsys):
+    mf_step = load_script("mf_step")
     argv = ["--users", "20", "--items", "30", "--steps", "2", "--batch-size", "8"]
-    assert apr_step.main(argv) == 0
-    assert "| 20 | 30 | 8 |" in capsys.readouterr().out
+    assert mf_step.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| BPR | 20 | 30 | 8 |" in out and "| APR | 20 | 30 | 8 |" in out
 
 
 def test_train_speed_table_formats_a_row():

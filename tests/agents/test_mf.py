@@ -117,6 +117,33 @@ def test_item_bias_is_off_by_default_and_adds_when_on():
     assert scores[0, 2] > 4.9 and scores[0, 1].abs() < 0.1
 
 
+def test_sparse_adagrad_step_equals_the_dense_step():
+    """Sparse embedding gradients (only the batch's rows) give the dense Adagrad update."""
+    sparse = BPRMFRecommender(n_users=6, n_items=9, dim=3, seed=4, item_bias=True, sparse_grad=True)
+    dense = BPRMFRecommender(n_users=6, n_items=9, dim=3, seed=4, item_bias=True)
+    assert not dense.sparse_grad  # small tables: dense by default
+    assert BPRMFRecommender(n_users=30_000, n_items=9, dim=3).sparse_grad
+    users, pos = torch.tensor([1, 1, 4, 0]), torch.tensor([2, 3, 2, 9])
+    neg = torch.tensor([5, 2, 7, 1])
+
+    def dense_loss(model):
+        p, q = model.user_embedding.weight, model.item_embedding.weight
+        x = (p[users] * (q[pos] - q[neg])).sum(-1) + model.item_bias[pos] - model.item_bias[neg]
+        return torch.nn.functional.softplus(-x).sum()
+
+    for model, loss in ((sparse, lambda m: m.bpr_loss(users, pos, neg)), (dense, dense_loss)):
+        # dense_loss indexes the tables itself: dense gradients whatever sparse_grad says
+        optimizer = torch.optim.Adagrad(model.parameters(), lr=0.1, initial_accumulator_value=0.1)
+        for _ in range(3):
+            optimizer.zero_grad()
+            loss(model).backward()
+            with torch.sparse.check_sparse_tensor_invariants(enable=False):
+                optimizer.step()
+    assert sparse.user_embedding.weight.grad.is_sparse
+    for a, b in zip(sparse.parameters(), dense.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize(
     ("user", "match"),
     [
