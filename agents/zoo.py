@@ -4,7 +4,8 @@
 :class:`FitResult` whose ``recommender`` ranks with ``recgym.evaluate``. Systems that start from
 another one (SASRec+SAO, MFGAN from SASRec MLE; EB-SeqGAN from GRU4Rec MLE; APR from BPR-MF)
 reuse the zoo's cached starting point, so a table of all systems trains each base once per seed;
-``total_seconds`` counts the starting point's time too.
+``total_seconds`` counts the starting point's time too. ``sasrec-continued`` is not a paper's
+system but SAO's control: SAO's extra epochs from the same start, without the adversary.
 
 Every fine-tuned system is selected on validation NDCG@10 with its starting point among the
 candidates (``MLEConfig.evaluate_start``, ``AdversarialConfig.evaluate_start``): adversarial

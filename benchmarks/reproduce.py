@@ -3,8 +3,10 @@
 Leave-one-out, test stage, all users, pessimistic ties; HR@10, NDCG@10 and MRR under full
 ranking, uniform-100 and popularity-100 sampled negatives; mean ± std over seeds; fit times.
 Each (dataset, model, seed) cell is appended to ``<out>/results.csv`` as soon as it finishes, and
-a rerun skips finished cells, so an interrupted run resumes. ``<out>/summary.md`` holds the
-tables (rewritten after every cell).
+a rerun skips finished cells, so an interrupted run resumes; two runs may share an ``<out>``
+(rows another run appended meanwhile are kept). ``<out>/summary.md`` holds the tables
+(rewritten after every cell). ``--models sasrec-continued`` adds SAO's control (SASRec trained for
+SAO's extra epochs without the adversary).
 
 Usage::
 
