@@ -80,9 +80,8 @@ class BPRMFRecommender(nn.Module):
         self.init_std = float(init_std)
         if sparse_grad is not None and not isinstance(sparse_grad, bool):
             raise TypeError(f"sparse_grad must be a bool or None; got {sparse_grad!r}")
-        self.sparse_grad = sparse_grad
-        if sparse_grad is None:
-            self.sparse_grad = n_users + n_items + 1 > SPARSE_GRAD_ROWS
+        auto = n_users + n_items + 1 > SPARSE_GRAD_ROWS
+        self.sparse_grad = auto if sparse_grad is None else sparse_grad
         self.item_bias = nn.Parameter(torch.zeros(n_items + 1)) if item_bias else None
         # nn.Embedding's own init draws from the global RNG too: build the tables in the fork.
         with forked_global_rng(seed), torch.no_grad():

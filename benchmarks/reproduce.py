@@ -147,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     path = out / "results.csv"
     results = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=KEYS)
     check_same_loss(results, args.mle_loss, path)
-    done = set(map(tuple, results[KEYS].astype(str).to_numpy()))
     config = ZooConfig.quick() if args.quick else ZooConfig()
     overrides = {"mle_loss": args.mle_loss} | (
         {"adversarial_rounds": args.rounds} if args.rounds else {}
@@ -158,14 +157,15 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             zoo = ModelZoo(split, config, seed=seed, device=args.device)
             for model in args.models:
-                if (name, model, str(seed)) in done:
+                # another run may share this table: re-read before and after each cell
+                results = pd.read_csv(path) if path.exists() else results
+                if (name, model, str(seed)) in set(map(tuple, results[KEYS].astype(str).values)):
                     continue
                 row = run_cell(zoo, name, model, seed, args.device)
                 print(f"{name} {model} seed={seed}: full NDCG@10 {row['full/NDCG@10']:.4f}, "
                       f"fit {row['fit_s']:.0f} s", flush=True)  # fmt: skip
-                # re-read: another process may have appended rows to the same table meanwhile
-                latest = pd.read_csv(path) if path.exists() else results
-                results = pd.concat([latest, pd.DataFrame([row])], ignore_index=True)
+                results = pd.read_csv(path) if path.exists() else results
+                results = pd.concat([results, pd.DataFrame([row])], ignore_index=True)
                 _atomic_write(path, results.to_csv(index=False))
                 _atomic_write(out / "summary.md", summarise(results))
     print(summarise(results))
