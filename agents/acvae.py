@@ -242,9 +242,22 @@ class ACVAEPolicy(SequencePolicy):
         h = torch.cat([h, torch.ones_like(h[..., :1])], dim=-1)
         return h * mask.unsqueeze(-1).to(h.dtype)
 
-    def decode(self, codes: LatentCodes) -> Tensor:
-        """Decoder logits ``(B, L, n_items + 1)`` of latent codes (unmasked; 0 at padding)."""
-        return self.decoder_states(codes.z, codes.mask) @ self.item_table().T
+    def decode(self, codes: LatentCodes, where: Tensor | None = None) -> Tensor:
+        """Decoder logits of latent codes.
+
+        Args:
+            codes: from :meth:`latent`.
+            where: optional ``(B, L)`` bool; decode only its ``M`` true positions.
+
+        Returns:
+            ``(B, L, n_items + 1)`` logits (0 at padding), or ``(M, n_items + 1)`` with
+            ``where``: the output layer is most of the cost, and short histories leave most
+            positions without a target.
+        """
+        states = self.decoder_states(codes.z, codes.mask)
+        if where is not None:
+            states = states[where]
+        return states @ self.item_table().T
 
     def encode(self, history: Tensor, *, delta: Tensor | None = None) -> Tensor:
         """Decoder states ``(B, L, E + 1)`` such that ``encode(h) @ item_table().T`` = logits.
@@ -364,8 +377,14 @@ def reconstruction_loss(logits: Tensor, targets: Tensor) -> Tensor:
     """Mean multinomial NLL of the next items (official ``loss_func.vae_loss``, per position).
 
     Args:
-        logits: ``(B, L, n_items + 1)``; targets: ``(B, L)`` next items, ``0`` = none (ignored).
+        logits: ``(B, L, n_items + 1)`` or ``(M, n_items + 1)``.
+        targets: ``(B, L)`` resp. ``(M,)`` next items, ``0`` = none (ignored).
     """
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} need targets of shape {tuple(logits.shape[:-1])}; "
+            f"got {tuple(targets.shape)}"
+        )
     valid = targets > 0
     chosen = logits[valid]  # (M, n_items + 1), a copy
     chosen[:, 0] = float("-inf")  # padding is never a class

@@ -275,8 +275,10 @@ class ACVAETrainer:
             if module is not None:
                 module.train()
         alpha = cfg.alpha_at(self.steps)
+        inputs, targets = drop_padding_columns(inputs, targets)
         codes = model.latent(inputs, sample=True, generator=self.noise)
-        recon = reconstruction_loss(model.decode(codes), targets)
+        valid = targets > 0
+        recon = reconstruction_loss(model.decode(codes, valid), targets[valid])
         kl = kl_term(codes, self.adversary)
         contrastive = self.contrast is not None and len(inputs) > 1  # a batch of 1 has no pairs
         contrast = self.contrast.loss(codes) if contrastive else None
@@ -309,6 +311,19 @@ class ACVAETrainer:
             self.model, self.split, max_len=self.max_len,
             batch_size=self.config.eval_batch_size, device=self.device,
         )  # fmt: skip
+
+
+def drop_padding_columns(inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Drop the leading columns that are padding in every row: ``(B, L) -> (B, L')``.
+
+    The GRUs and the convolution cost ``O(L)`` per row, and on short-history data (Amazon: a
+    median of 6 training items in windows of 50) most columns of a batch are padding. The
+    encoder is left-padding invariant and every loss is a mean over real positions, so only
+    ``G_omega``'s GRU, which reads the left-padded pairs, sees fewer leading zeros.
+    """
+    real = (inputs != 0).any(dim=0)  # (L,)
+    first = int(real.to(torch.int8).argmax()) if bool(real.any()) else inputs.shape[1] - 1
+    return inputs[:, first:], targets[:, first:]
 
 
 # ----------------------------------------------------------------------------- latent correlation

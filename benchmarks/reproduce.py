@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=None, help="override adversarial rounds")
     parser.add_argument(
+        "--acvae-epochs", type=int, default=None, help="cap ACVAE's epochs (default: 200)"
+    )
+    parser.add_argument(
         "--mle-loss",
         choices=("ce", "bce"),
         default="ce",
@@ -148,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     results = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=KEYS)
     check_same_loss(results, args.mle_loss, path)
     config = ZooConfig.quick() if args.quick else ZooConfig()
-    overrides = {"mle_loss": args.mle_loss} | (
-        {"adversarial_rounds": args.rounds} if args.rounds else {}
-    )
+    overrides = {"mle_loss": args.mle_loss}
+    overrides |= {"adversarial_rounds": args.rounds} if args.rounds else {}
+    overrides |= {} if args.acvae_epochs is None else {"acvae_epochs": args.acvae_epochs}
     config = ZooConfig(**(config.__dict__ | overrides))
     for name in args.data:
         split = load_split(name, args.data_dir, args.quick)

@@ -16,6 +16,7 @@ from agents.acvae_training import (
     ACVAETrainer,
     ACVAETrainingConfig,
     ablation_configs,
+    drop_padding_columns,
     latent_correlation,
     mean_abs_correlation,
 )
@@ -54,6 +55,32 @@ def test_shapes_and_padding_are_masked():
     short = torch.tensor([[3, 4], [5, 6]])
     padded = torch.tensor([[0, 0, 0, 0, 3, 4], [0, 0, 0, 0, 5, 6]])
     torch.testing.assert_close(model(short), model(padded))
+
+
+def test_decoding_only_target_positions_equals_full_decoding():
+    model = tiny_model()
+    history = torch.tensor([[0, 0, 1, 2, 3, 4], [0, 0, 0, 0, 5, 6]])
+    targets = torch.tensor([[0, 0, 2, 3, 4, 5], [0, 0, 0, 0, 6, 0]])
+    codes, where = model.latent(history), targets > 0
+    torch.testing.assert_close(model.decode(codes, where), model.decode(codes)[where])
+    torch.testing.assert_close(
+        reconstruction_loss(model.decode(codes, where), targets[where]),
+        reconstruction_loss(model.decode(codes), targets),
+    )
+    with pytest.raises(ValueError, match="targets of shape"):
+        reconstruction_loss(model.decode(codes, where), targets)
+
+
+def test_drop_padding_columns_keeps_every_real_position():
+    inputs = torch.tensor([[0, 0, 0, 1, 2], [0, 0, 3, 4, 5]])
+    targets = torch.tensor([[0, 0, 0, 2, 6], [0, 0, 4, 5, 6]])
+    short_inputs, short_targets = drop_padding_columns(inputs, targets)
+    assert short_inputs.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert short_targets.tolist() == [[0, 2, 6], [4, 5, 6]]
+    model = tiny_model(max_len=5)
+    torch.testing.assert_close(model.latent(short_inputs).z, model.latent(inputs).z[:, 2:])
+    full = torch.tensor([[1, 2], [3, 4]])
+    assert drop_padding_columns(full, full)[0].shape == (2, 2)
 
 
 def test_right_padding_and_perturbations_are_rejected():
