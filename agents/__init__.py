@@ -17,12 +17,8 @@ See ``docs/agents.md``. The main names:
 from __future__ import annotations
 
 from agents.acvae import ACVAEConfig, ACVAEPolicy
-from agents.acvae_training import (
-    ACVAEResult,
-    ACVAETrainer,
-    ACVAETrainingConfig,
-    latent_correlation,
-)
+from agents.acvae_analysis import latent_correlation
+from agents.acvae_training import ACVAEResult, ACVAETrainer, ACVAETrainingConfig
 from agents.adversarial import AdversarialConfig, AdversarialTrainer
 from agents.apr import APRConfig, APRTrainer, perturbation_robustness
 from agents.gru import GRUConfig, GRUPolicy

@@ -11,8 +11,9 @@ Architecture (official ``ACVAE/ACVAE-PyTorch``, ``model.py``: ``Model`` with
 
 ``n(eps) = tanh(W eps + b)``, ``eps ~ N(0, I)``: the noise is an *input* of the encoder (AVB,
 Mescheder et al. 2017), so ``q(z | x)`` is implicit and its KL term is estimated by
-:class:`AVBAdversary`. The official code samples ``eps`` even at evaluation; here eval mode
-(:meth:`~agents.policy.SequencePolicy.score`) uses ``eps = 0``, so rankings are deterministic.
+:class:`agents.acvae_discriminators.AVBAdversary`. The official code samples ``eps`` even at
+evaluation; here eval mode (:meth:`~agents.policy.SequencePolicy.score`) uses ``eps = 0``, so
+rankings are deterministic.
 ``avb=False`` (the "without AVB" ablation) drops the noise and outputs a Gaussian
 ``(mean, logvar)`` (``z = mean`` in eval); ``cnn=False`` makes the convolution position-wise.
 
@@ -280,98 +281,6 @@ class ACVAEPolicy(SequencePolicy):
         return {"n_items": self.n_items}
 
 
-# ----------------------------------------------------------------------------- discriminators
-class AVBAdversary(nn.Module):
-    """The AVB adversary ``T_psi(x_t, z_t)`` of every position (official ``model.Adversary``).
-
-    ``concat(x, z) -> Linear(hidden) -> dropout -> 2 residual blocks (ELU) -> Linear(latent_dim)
-    -> dropout``, plus ``z_d^2 / 2`` on head ``d``: one logistic head per latent dimension, as
-    in the official code. Every head sees all of ``(x, z)``, so at the optimum each equals
-    ``log q(z | x) - log p(z)`` and their mean over heads, averaged over ``q``, estimates the
-    KL term of the ELBO (official ``loss_func.kl_loss``).
-
-    Args:
-        embed_dim: size of ``x`` (item embeddings).
-        latent_dim: size of ``z`` (and number of heads).
-        hidden_dim: width (128 in the official code).
-        dropout: dropout after the input and output layers (0.2).
-    """
-
-    def __init__(
-        self, *, embed_dim: int, latent_dim: int, hidden_dim: int = 128, dropout: float = 0.2
-    ) -> None:
-        super().__init__()
-        self.inp = nn.Linear(embed_dim + latent_dim, hidden_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim))
-            for _ in range(2)
-        )
-        self.out = nn.Linear(hidden_dim, latent_dim)
-
-    def forward(self, x: Tensor, z: Tensor, mask: Tensor) -> Tensor:
-        """Logits ``(B, L, latent_dim)`` (``> 0`` = "from the posterior"), zero at padding.
-
-        Args:
-            x: ``(B, L, E)`` item embeddings; z: ``(B, L, latent_dim)``; mask: ``(B, L)`` bool.
-        """
-        net = self.dropout(self.inp(torch.cat([x, z], dim=-1)))
-        for block in self.blocks:
-            net = F.elu(net + block(net))
-        logits = self.dropout(self.out(net)) + 0.5 * z.pow(2)
-        return logits * mask.unsqueeze(-1).to(logits.dtype)
-
-    def loss(self, codes: LatentCodes, generator: torch.Generator | None = None) -> dict:
-        """Logistic loss: posterior codes (detached) vs prior samples ``N(0, I)`` (official
-        ``loss_func.adversary_kl_loss``), over real positions.
-
-        Returns:
-            ``{"loss": scalar tensor, "accuracy": float}``.
-        """
-        x, z, mask = codes.inputs.detach(), codes.z.detach(), codes.mask
-        posterior = self(x, z, mask)[mask]
-        prior = self(x, _normal(z.shape, z, generator), mask)[mask]
-        loss = F.softplus(-posterior).mean() + F.softplus(prior).mean()
-        return {"loss": loss, "accuracy": _accuracy(posterior, prior)}
-
-
-class ContrastiveDiscriminator(nn.Module):
-    """``G_omega(x, z)``: tells matched ``(x, z)`` from ``(x, shuffled z)`` at every position.
-
-    ``GRU(concat(x, z)) -> GELU -> Linear(1)`` (official ``model.GRUAdversary``); maximising the
-    Jensen-Shannon mutual-information bound it defines (Deep InfoMax) makes ``z`` informative
-    about its own history.
-
-    Args:
-        embed_dim: size of ``x``; latent_dim: size of ``z``; hidden_dim: GRU width (128).
-    """
-
-    def __init__(self, *, embed_dim: int, latent_dim: int, hidden_dim: int = 128) -> None:
-        super().__init__()
-        self.gru = nn.GRU(embed_dim + latent_dim, hidden_dim, batch_first=True)
-        self.out = nn.Linear(hidden_dim, 1)
-
-    def forward(self, x: Tensor, z: Tensor, mask: Tensor) -> Tensor:
-        """Logits ``(B, L)`` (``> 0`` = "matched pair"), zero at padding of ``mask``."""
-        states, _ = self.gru(torch.cat([x, z], dim=-1))
-        logits = self.out(F.gelu(states)).squeeze(-1)
-        return logits * mask.to(logits.dtype)
-
-    def loss(self, codes: LatentCodes) -> dict:
-        """Jensen-Shannon InfoMax loss ``softplus(-G(x, z)) + softplus(G(x, z'))`` (official
-        ``loss_func.adversary_loss``), ``z'`` = ``z`` rolled by one row (no row keeps its own).
-
-        Returns:
-            ``{"loss": scalar tensor, "accuracy": float}`` over positions real in both rows.
-        """
-        x, z, mask = codes.inputs, codes.z, codes.mask
-        shuffled, shuffled_mask = z.roll(1, dims=0), mask & mask.roll(1, dims=0)
-        joint = self(x, z, mask)[mask]
-        marginal = self(x, shuffled, shuffled_mask)[shuffled_mask]
-        loss = F.softplus(-joint).mean() + F.softplus(marginal).mean()
-        return {"loss": loss, "accuracy": _accuracy(joint, marginal)}
-
-
 # ----------------------------------------------------------------------------- objective
 def reconstruction_loss(logits: Tensor, targets: Tensor) -> Tensor:
     """Mean multinomial NLL of the next items (official ``loss_func.vae_loss``, per position).
@@ -391,16 +300,6 @@ def reconstruction_loss(logits: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(chosen, targets[valid])
 
 
-def kl_term(codes: LatentCodes, adversary: AVBAdversary | None) -> Tensor:
-    """Mean per-position KL surrogate: ``E_q[T_psi(x, z)]`` (AVB) or the analytic Gaussian KL."""
-    if codes.mean is not None:  # the "without AVB" ablation
-        kl = 0.5 * (codes.mean.pow(2) + codes.logvar.exp() - 1.0 - codes.logvar).sum(-1)
-        return kl[codes.mask].mean()
-    if adversary is None:
-        raise ValueError("an AVB model needs an AVBAdversary for its KL term")
-    return adversary(codes.inputs, codes.z, codes.mask)[codes.mask].mean()
-
-
 # ----------------------------------------------------------------------------- helpers
 def _gather_steps(x: Tensor, index: Tensor) -> Tensor:
     """``out[b, t] = x[b, index[b, t]]`` for ``(B, L, C)`` x and ``(B, L)`` index."""
@@ -413,13 +312,6 @@ def _normal(shape: torch.Size, like: Tensor, generator: torch.Generator | None) 
 
 def _noise(like: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
     return _normal(like.shape, like, generator) if sample else torch.zeros_like(like)
-
-
-def _accuracy(positive: Tensor, negative: Tensor) -> float:
-    """Share of correct signs, ``positive > 0`` and ``negative < 0``, each class weighted 1/2."""
-    if positive.numel() == 0 or negative.numel() == 0:
-        return float("nan")
-    return 0.5 * (float((positive > 0).float().mean()) + float((negative < 0).float().mean()))
 
 
 def _no_delta(delta: Tensor | None) -> None:

@@ -15,9 +15,8 @@ The official losses are sums over positions / batch size; here each term is a me
 positions, which keeps the ratios ``alpha``, ``beta`` (official ``kl_weight=0.05``,
 ``contrast_weight=0.1``). The official dual/prior optimisers are SGD (lr ``3e-4``/``5e-4``,
 weight decay 0.1) on those sums; on means both are Adam. Early stopping on validation NDCG@10
-mirrors :class:`agents.mle.MLETrainer`. :func:`latent_correlation` reconstructs the paper's
-latent-correlation measure (Eq. 14; its text could not be retrieved): mean absolute Pearson
-correlation between latent dimensions (default) or between users' codes, in ``[0, 1]``.
+mirrors :class:`agents.mle.MLETrainer`. The paper's latent-correlation measure is
+:func:`agents.acvae_analysis.latent_correlation`.
 """
 
 from __future__ import annotations
@@ -33,22 +32,15 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from agents.acvae import (
-    ACVAEConfig,
-    ACVAEPolicy,
-    AVBAdversary,
-    ContrastiveDiscriminator,
-    kl_term,
-    reconstruction_loss,
-)
+from agents.acvae import ACVAEConfig, ACVAEPolicy, reconstruction_loss
+from agents.acvae_discriminators import AVBAdversary, ContrastiveDiscriminator, kl_term
 from agents.checkpoint import forked_global_rng
 from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
 from agents.sequences import minibatches, training_windows
 from agents.validation import check_model_and_split
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
-from recgym.splits import STAGES, Split
-from rewards.base import evaluating
+from recgym.splits import Split
 
 ABLATIONS = ("full", "no_avb", "no_contrastive", "no_cnn")
 
@@ -324,72 +316,6 @@ def drop_padding_columns(inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tenso
     real = (inputs != 0).any(dim=0)  # (L,)
     first = int(real.to(torch.int8).argmax()) if bool(real.any()) else inputs.shape[1] - 1
     return inputs[:, first:], targets[:, first:]
-
-
-# ----------------------------------------------------------------------------- latent correlation
-@torch.no_grad()
-def latent_correlation(
-    model: ACVAEPolicy,
-    split: Split,
-    *,
-    stage: str = "valid",
-    between: str = "dimensions",
-    max_len: int | None = None,
-    batch_size: int = 1024,
-) -> float:
-    """Mean absolute Pearson correlation of the latent codes of a stage's histories.
-
-    The code of a target is ``z`` at the newest position of the history before it (eval mode:
-    ``eps = 0`` / the Gaussian mean), one per user under leave-one-out. ``between="dimensions"``
-    averages ``|corr(z_i, z_j)|`` over pairs of latent dimensions ``i != j`` (across users);
-    ``between="users"`` over pairs of users (across dimensions). Lower = more independent
-    dimensions resp. more personalised codes (Eq. 14 of the paper, reconstructed).
-
-    Returns:
-        A float in ``[0, 1]``.
-
-    Raises:
-        ValueError: bad ``stage``/``between``, or fewer than two codes or dimensions.
-    """
-    if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}; got {stage!r}")
-    if between not in ("dimensions", "users"):
-        raise ValueError(f"between must be 'dimensions' or 'users'; got {between!r}")
-    users, positions = split.targets(stage)
-    keep = positions > split.dataset.offsets[users]  # a target needs a non-empty history
-    users, positions, codes = users[keep], positions[keep], []
-    with evaluating(model):
-        for begin in range(0, len(users), batch_size):
-            window = slice(begin, begin + batch_size)
-            history = split.dataset.windows(
-                users[window], positions[window], max_len or model.max_len, device=model.device
-            )
-            codes.append(model.latent(history, sample=False).z[:, -1])  # (b, latent_dim)
-    codes = torch.cat(codes) if codes else torch.zeros(0, model.config.latent_dim)
-    return mean_abs_correlation(codes.T if between == "users" else codes)
-
-
-def mean_abs_correlation(samples: Tensor) -> float:
-    """Mean ``|Pearson correlation|`` over pairs of distinct columns of ``(n, d)`` samples.
-
-    A constant column has correlation 0 with everything. Computed in ``(1024, d)`` blocks, so
-    ``d`` may be large (users).
-
-    Raises:
-        ValueError: fewer than two rows or columns.
-    """
-    n, d = samples.shape
-    if n < 2 or d < 2:
-        raise ValueError(f"correlation needs >= 2 samples of >= 2 variables; got {n} x {d}")
-    centred = samples.double() - samples.double().mean(dim=0)
-    norms = centred.norm(dim=0)  # (d,)
-    unit = centred / norms.clamp_min(1e-12)  # unit columns; constant ones stay zero
-    total = 0.0
-    for begin in range(0, d, 1024):
-        block = unit[:, begin : begin + 1024].T @ unit  # (k, d) rows of the correlation matrix
-        block[:, begin : begin + 1024].fill_diagonal_(0.0)
-        total += float(block.abs().sum())
-    return min(1.0, max(0.0, total / (d * (d - 1))))
 
 
 # ----------------------------------------------------------------------------- internals

@@ -241,12 +241,12 @@ ACVAE_METRICS = ("full/NDCG@10", "uniform-100/NDCG@10", "popularity-100/NDCG@10"
 def acvae_rows(split, seed: int, quick: bool, epochs: int = 40) -> pd.DataFrame:
     """ACVAE and its ablations: test NDCG@10 and the latent correlation of each."""
     from agents.acvae import ACVAEConfig, ACVAEPolicy
+    from agents.acvae_analysis import latent_correlation
     from agents.acvae_training import (
         ABLATIONS,
         ACVAETrainer,
         ACVAETrainingConfig,
         ablation_configs,
-        latent_correlation,
     )
     from recgym.evaluation import evaluate
 

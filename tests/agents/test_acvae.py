@@ -11,14 +11,13 @@ from conftest import require_data
 
 import recgym
 from agents.acvae import ACVAEConfig, ACVAEPolicy, CausalConv1d, reconstruction_loss
+from agents.acvae_analysis import latent_correlation, mean_abs_correlation
 from agents.acvae_training import (
     ABLATIONS,
     ACVAETrainer,
     ACVAETrainingConfig,
     ablation_configs,
     drop_padding_columns,
-    latent_correlation,
-    mean_abs_correlation,
 )
 from agents.sequences import training_windows
 from recgym import leave_one_out
