@@ -95,6 +95,12 @@ def test_mf_step_benchmark_runs(capsys):
     assert "| BPR | 20 | 30 | 8 |" in out and "| APR | 20 | 30 | 8 |" in out
 
 
+def test_acvae_step_benchmark_runs(capsys):
+    acvae_step = load_script("acvae_step")
+    assert acvae_step.main(["--data", "synthetic", "--steps", "2"]) == 0
+    assert "| synthetic |" in capsys.readouterr().out
+
+
 def test_train_speed_table_formats_a_row():
     train_speed = load_script("train_speed")
     row = {"data": "x", "device": "cpu", "windows": 10, "plain_epoch_s": 2.0, "mle_epoch_s": 3.0,
