@@ -309,7 +309,7 @@ def drop_padding_columns(inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tenso
     """Drop the leading columns that are padding in every row: ``(B, L) -> (B, L')``.
 
     The GRUs and the convolution cost ``O(L)`` per row, and on short-history data (Amazon: a
-    median of 4 training items per user in windows of 50) most columns of a batch are padding. The
+    median of 4 training items per user in windows of 50) many columns of a batch are padding. The
     encoder is left-padding invariant and every loss is a mean over real positions, so only
     ``G_omega``'s GRU, which reads the left-padded pairs, sees fewer leading zeros.
     """
