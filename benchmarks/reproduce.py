@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--acvae-epochs", type=int, default=None, help="cap ACVAE's epochs (default: 200)"
     )
     parser.add_argument(
+        "--mle-epochs", type=int, default=None, help="cap SASRec/GRU4Rec MLE epochs (default: 200)"
+    )
+    parser.add_argument(
         "--mle-loss",
         choices=("ce", "bce"),
         default="ce",
@@ -154,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"mle_loss": args.mle_loss}
     overrides |= {"adversarial_rounds": args.rounds} if args.rounds else {}
     overrides |= {} if args.acvae_epochs is None else {"acvae_epochs": args.acvae_epochs}
+    overrides |= {} if args.mle_epochs is None else {"mle_epochs": args.mle_epochs}
     config = ZooConfig(**(config.__dict__ | overrides))
     for name in args.data:
         split = load_split(name, args.data_dir, args.quick)
