@@ -108,3 +108,10 @@ def test_train_speed_table_formats_a_row():
            "best_valid_ndcg10": 0.1, "adv_round_s": 1.5, "peak_rss_mb": 500.0}  # fmt: skip
     table = train_speed.table([row])
     assert "| x | cpu | 10 | 2.00 | 3.00 | 1.50 | 4 | 12 | 20 | 0.1000 | 1.50 | 500 |" in table
+
+
+def test_reproduce_epoch_caps_reach_the_fits(tmp_path):
+    reproduce = load_script("reproduce")
+    argv = ["--quick", "--models", "sasrec", "--mle-epochs", "1", "--out-dir", str(tmp_path)]
+    assert reproduce.main(argv) == 0
+    assert pd.read_csv(tmp_path / "results.csv")["info/epochs_run"].tolist() == [1]
