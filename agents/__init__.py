@@ -16,21 +16,21 @@ See ``docs/agents.md``. The main names:
 
 from __future__ import annotations
 
-from agents.acvae import ACVAEConfig, ACVAEPolicy
-from agents.acvae_analysis import latent_correlation
-from agents.acvae_training import ACVAEResult, ACVAETrainer, ACVAETrainingConfig
 from agents.adversarial import AdversarialConfig, AdversarialTrainer
-from agents.apr import APRConfig, APRTrainer, perturbation_robustness
+from agents.baselines.acvae.analysis import latent_correlation
+from agents.baselines.acvae.model import ACVAEConfig, ACVAEPolicy
+from agents.baselines.acvae.training import ACVAEResult, ACVAETrainer, ACVAETrainingConfig
+from agents.baselines.apr import APRConfig, APRTrainer, perturbation_robustness
+from agents.baselines.bpr import BPRConfig, BPRResult, BPRTrainer
+from agents.baselines.mf import BPRMFRecommender
+from agents.experiments.zoo import FitResult, ModelZoo, ZooConfig
 from agents.gru import GRUConfig, GRUPolicy
-from agents.mf import BPRMFRecommender
-from agents.mf_training import BPRConfig, BPRResult, BPRTrainer
 from agents.mle import MLEConfig, MLEResult, MLETrainer
 from agents.perturbation import PerturbationConfig, adversarial_loss, fast_gradient_delta
 from agents.policy import SequencePolicy
 from agents.quality import cascading_error, oracle_continuation_loglik
 from agents.reinforce import PGConfig, PolicyGradientTrainer
 from agents.sasrec import SASRecConfig, SASRecPolicy
-from agents.zoo import FitResult, ModelZoo, ZooConfig
 
 __all__ = [
     "ACVAEConfig",

@@ -50,11 +50,12 @@ from agents.mle import MLEConfig, MLETrainer
 from agents.policy import SequencePolicy
 from agents.quality import catalogue_coverage, gini, oracle_continuation_loglik
 from agents.reinforce import BASELINES, PGConfig, PolicyGradientTrainer, check_float, check_int
+from recgym._torch_io import config_to_dict
 from recgym.device import resolve_device
 from recgym.env import BatchedRecEnv, EnvConfig
 from recgym.errors import RecGymError
 from recgym.splits import Split
-from rewards.base import REWARD_FORMS, RewardModel, config_to_dict
+from rewards.base import REWARD_FORMS, RewardModel
 from rewards.negatives import real_sequences
 from rewards.pretrain import PretrainConfig, pretrain_discriminator
 from rewards.wrappers import RewardFormWrapper

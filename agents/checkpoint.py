@@ -1,6 +1,6 @@
 """Exact-resume checkpoints of a training run, and the seeding helpers that make resuming exact.
 
-A checkpoint is one plain dict written atomically (``rewards.base.atomic_torch_save``): the
+A checkpoint is one plain dict written atomically (``recgym._torch_io.atomic_torch_save``): the
 policy's and the reward model's state dicts, optimiser states, the states of every
 ``torch.Generator`` and of a ``numpy`` generator (as plain Python types), the round counter,
 the best metric and free-form ``extra`` values. Everything is tensors and plain containers, so
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from recgym._torch_io import atomic_torch_save, canonical_key, class_key, read_weights_only
 from recgym.errors import RecGymError
-from rewards.base import atomic_torch_save
 
 CHECKPOINT_FORMAT = "recgym.agents.checkpoint/1"
 _REQUIRED = ("format", "policy", "reward_model", "optimizers", "generators", "numpy_rng", "round")
@@ -104,22 +104,6 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> P
     return atomic_torch_save(dict(checkpoint), path)
 
 
-def read_weights_only(path: str | os.PathLike, *, hint: str = "") -> Any:
-    """``torch.load(path, weights_only=True)`` onto the CPU, with clear errors.
-
-    Raises:
-        FileNotFoundError: no file at ``path`` (``hint`` is appended to the message).
-        RecGymError: the file cannot be unpickled with ``weights_only=True``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {str(path)!r}" + (f"; {hint}" if hint else ""))
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
-        raise RecGymError(f"cannot read checkpoint {str(path)!r}: {err}") from err
-
-
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True`` (tensors on CPU) and check its layout.
 
@@ -191,15 +175,15 @@ def restore_checkpoint(
 # ----------------------------------------------------------------------------- internals
 def _module_entry(module: nn.Module) -> dict[str, Any]:
     return {
-        "class": f"{type(module).__module__}.{type(module).__qualname__}",
+        "class": class_key(type(module)),
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
     }
 
 
 def _load_module(entry: Mapping[str, Any], module: nn.Module, what: str) -> None:
-    expected = f"{type(module).__module__}.{type(module).__qualname__}"
-    if entry.get("class") != expected:
-        raise RecGymError(f"the checkpoint's {what} is a {entry.get('class')}; got a {expected}")
+    expected = class_key(type(module))
+    if canonical_key(entry.get("class")) != expected:
+        raise RecGymError(f"the checkpoint's {what} is a {entry.get('class')!r}; got a {expected!r}")
     try:
         module.load_state_dict(entry["state_dict"])
     except RuntimeError as err:

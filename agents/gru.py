@@ -56,6 +56,9 @@ class GRUPolicy(SequencePolicy):
         n_items: catalogue size; ids ``1..n_items``, ``0`` is padding.
     """
 
+    checkpoint_key = "gru"
+    """The stable name saved files give this class (see ``recgym._torch_io``)."""
+
     config_class = GRUConfig
 
     def __init__(self, config: GRUConfig | None = None, *, n_items: int) -> None:

@@ -22,9 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
-from recgym.errors import RecGymError
+from recgym._torch_io import atomic_torch_save, evaluating, load_module, module_payload
 from recgym.types import SessionState
-from rewards.base import atomic_torch_save, evaluating, module_payload
 
 
 class SequencePolicy(nn.Module, ABC):
@@ -168,19 +167,10 @@ class SequencePolicy(nn.Module, ABC):
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: torch.device | str = "cpu") -> SequencePolicy:
-        """Rebuild a policy saved by :meth:`save` (``weights_only=True``) on ``device``."""
-        from agents.checkpoint import read_weights_only
+        """Rebuild a policy saved by :meth:`save` (``weights_only=True``) on ``device``.
 
-        payload = read_weights_only(path, hint=f"write one with {cls.__name__}.save")
-        expected = f"{cls.__module__}.{cls.__qualname__}"
-        if payload.get("class") != expected:
-            raise RecGymError(
-                f"checkpoint {path} holds a {payload.get('class')}; expected {expected}"
-            )
-        args = [] if cls.config_class is None else [cls.config_class(**payload["config"])]
-        model = cls(*args, **payload["init_kwargs"])
-        try:
-            model.load_state_dict(payload["state_dict"])
-        except RuntimeError as err:
-            raise RecGymError(f"checkpoint {path} does not match {expected}: {err}") from err
-        return model.to(device)
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            RecGymError: the file is unreadable, holds another class, or its weights do not fit.
+        """
+        return load_module(cls, path, device=device)

@@ -23,18 +23,18 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from agents.checkpoint import draw_seed, forked_global_rng
-from agents.policy import SequencePolicy
-from agents.sampling import (  # noqa: F401 - re-exported for callers of agents.reinforce
+from agents.actions import (  # noqa: F401 - re-exported for callers of agents.reinforce
     action_logits,
     next_log_probs,
     sample_continuations,
     sample_items,
 )
+from agents.checkpoint import draw_seed, forked_global_rng
+from agents.policy import SequencePolicy
 from agents.validation import check_float, check_int
+from recgym._torch_io import evaluating
 from recgym.device import resolve_device
 from recgym.env import BatchedRecEnv
-from rewards.base import evaluating
 
 Baseline = Literal["batch_mean", "leave_one_out", "none"]
 BASELINES: tuple[str, ...] = ("batch_mean", "leave_one_out", "none")

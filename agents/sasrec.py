@@ -97,6 +97,9 @@ class SASRecPolicy(SequencePolicy):
         n_items: catalogue size; ids ``1..n_items``, ``0`` is padding.
     """
 
+    checkpoint_key = "sasrec"
+    """The stable name saved files give this class (see ``recgym._torch_io``)."""
+
     config_class = SASRecConfig
 
     def __init__(self, config: SASRecConfig | None = None, *, n_items: int) -> None:

@@ -7,7 +7,7 @@ the same in both forms.
 
 * ``every position``: logits at all ``B x L`` positions (``(64, 50, n_items + 1)``), then the
   loss picks the positions that have a target.
-* ``recgym``: :func:`agents.acvae_training.drop_padding_columns` drops the leading columns that
+* ``recgym``: :func:`agents.baselines.acvae.training.drop_padding_columns` drops the leading columns that
   are padding in every row, and ``ACVAEPolicy.decode(codes, where)`` computes logits only at
   target positions (the same loss, ``tests/agents/test_acvae.py``).
 
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from agents.acvae import ACVAEConfig, ACVAEPolicy, reconstruction_loss
-from agents.acvae_training import drop_padding_columns
+from agents.baselines.acvae.model import ACVAEConfig, ACVAEPolicy, reconstruction_loss
+from agents.baselines.acvae.training import drop_padding_columns
 from agents.sequences import minibatches, training_windows
 from recgym import leave_one_out
 from recgym.datasets import load_dataset

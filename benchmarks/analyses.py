@@ -42,8 +42,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from agents.apr import perturbation_robustness
-from agents.zoo import ModelZoo, ZooConfig
+from agents.baselines.apr import perturbation_robustness
+from agents.experiments.zoo import ModelZoo, ZooConfig
 from recgym import leave_one_out
 from recgym.synthetic import SyntheticConfig, make_synthetic
 from rewards import (
@@ -240,9 +240,9 @@ ACVAE_METRICS = ("full/NDCG@10", "uniform-100/NDCG@10", "popularity-100/NDCG@10"
 
 def acvae_rows(split, seed: int, quick: bool, epochs: int = 40) -> pd.DataFrame:
     """ACVAE and its ablations: test NDCG@10 and the latent correlation of each."""
-    from agents.acvae import ACVAEConfig, ACVAEPolicy
-    from agents.acvae_analysis import latent_correlation
-    from agents.acvae_training import (
+    from agents.baselines.acvae.analysis import latent_correlation
+    from agents.baselines.acvae.model import ACVAEConfig, ACVAEPolicy
+    from agents.baselines.acvae.training import (
         ABLATIONS,
         ACVAETrainer,
         ACVAETrainingConfig,

@@ -7,7 +7,7 @@ A step = loss, backward, Adagrad update, on random ``(user, positive, negative)`
   ``BPRMFRecommender.rows`` gives sparse gradients and Adagrad touches only the batch's rows
   (the same update, ``tests/agents/test_mf.py``).
 * APR, ``dense``: the fast-gradient ``Δ_adv`` held as whole tables (``adversarial_loss`` over
-  the tables) on top of dense gradients. ``recgym``: :func:`agents.apr.batch_apr_loss`, ``Δ``
+  the tables) on top of dense gradients. ``recgym``: :func:`agents.baselines.apr.batch_apr_loss`, ``Δ``
   on the batch's distinct rows, sparse gradients (the same objective,
   ``tests/agents/test_apr.py``).
 
@@ -26,8 +26,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from agents.apr import batch_apr_loss
-from agents.mf import BPRMFRecommender
+from agents.baselines.apr import batch_apr_loss
+from agents.baselines.mf import BPRMFRecommender
 from agents.perturbation import PerturbationConfig, adversarial_loss
 
 ADVERSARY = PerturbationConfig(eps=0.5, lam=1.0)

@@ -1,4 +1,4 @@
-"""Reproduce the seed papers' tables: every system of ``agents.zoo`` under one protocol.
+"""Reproduce the seed papers' tables: every system of ``agents.experiments.zoo`` under one protocol.
 
 Leave-one-out, test stage, all users, pessimistic ties; HR@10, NDCG@10 and MRR under full
 ranking, uniform-100 and popularity-100 sampled negatives; mean ± std over seeds; fit times.
@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from agents.zoo import MODELS, ModelZoo, ZooConfig
+from agents.experiments.zoo import MODELS, ModelZoo, ZooConfig
 from recgym import leave_one_out
 from recgym.evaluation import evaluate
 from recgym.synthetic import SyntheticConfig, make_synthetic
@@ -112,7 +112,7 @@ def run_cell(zoo: ModelZoo, name: str, model: str, seed: int, device: str) -> di
             "eval_s": time.perf_counter() - tic}  # fmt: skip
     row |= {f"info/{k}": v for k, v in fit.info.items()}
     if model in ROBUSTNESS_MODELS:  # APR's analysis: NDCG drop under perturbations of norm eps
-        from agents.apr import perturbation_robustness
+        from agents.baselines.apr import perturbation_robustness
 
         frame = perturbation_robustness(fit.recommender, zoo.split, EPS, seed=seed, device=device)
         for r in frame.itertuples():

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from recgym.candidates import CandidateSampler, csr_entries
 from recgym.device import resolve_device
 from recgym.errors import DataError
 from recgym.metrics import (
@@ -42,7 +43,6 @@ from recgym.metrics import (
     split_metric_name,
     validate_ks,
 )
-from recgym.sampling import CandidateSampler, csr_entries
 from recgym.splits import STAGES, Split
 
 PROTOCOLS = ("full", "uniform-100", "popularity-100")

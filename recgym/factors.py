@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -224,3 +224,29 @@ def _missing(value: object) -> bool:
     if isinstance(value, float) and np.isnan(value):
         return True
     return isinstance(value, str) and value == ""
+
+
+def factors_to_payload(factors: ItemFactors) -> dict[str, Any]:
+    """Plain lists and tensors that :func:`factors_from_payload` turns back into the table."""
+    return {
+        "n_items": factors.n_items,
+        "names": list(factors.names),
+        "kinds": [f.kind for f in factors.factors],
+        "vocab": [list(f.vocab) for f in factors.factors],
+        "values": [torch.as_tensor(np.array(f.values)) for f in factors.factors],
+    }
+
+
+def factors_from_payload(payload: Mapping[str, Any]) -> ItemFactors:
+    """Rebuild an :class:`ItemFactors` saved by :func:`factors_to_payload`."""
+    if not isinstance(payload, Mapping) or "n_items" not in payload:
+        raise TypeError(
+            "factors must be a recgym.ItemFactors (e.g. split.factors()) or a saved factor "
+            f"payload; got {type(payload).__name__}"
+        )
+    keys = ("names", "kinds", "vocab", "values")
+    factors = tuple(
+        ItemFactor(name=n, kind=k, values=np.asarray(v), vocab=tuple(labels))
+        for n, k, labels, v in zip(*(payload[key] for key in keys), strict=True)
+    )
+    return ItemFactors(n_items=int(payload["n_items"]), factors=factors)

@@ -14,18 +14,18 @@ Every model here is a ``recgym.types.RewardFn``: pass it to any recgym environme
 
 from __future__ import annotations
 
+from recgym._torch_io import atomic_torch_save, evaluating
 from rewards.attention import SelfAttentionEncoder
 from rewards.base import (
     REWARD_FORMS,
     RewardForm,
     RewardModel,
-    atomic_torch_save,
     auc,
-    evaluating,
     logits_to_reward,
     separation_accuracy,
 )
 from rewards.energy import EnergyConfig, EnergyDiscriminator
+from rewards.frozen import FrozenRecommenderReward, HitReward, OracleReward
 from rewards.interpret import factor_scores_frame, plot_factor_scores
 from rewards.multifactor import MultiFactorConfig, MultiFactorDiscriminator, combine
 from rewards.negatives import (
@@ -36,7 +36,6 @@ from rewards.negatives import (
     real_sequences,
 )
 from rewards.pretrain import PretrainConfig, PretrainResult, pretrain_discriminator
-from rewards.reference import FrozenRecommenderReward, HitReward, OracleReward
 from rewards.wrappers import NormalizedReward, RewardFormWrapper, WeightedSum
 
 __all__ = [

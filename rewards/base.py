@@ -21,10 +21,8 @@ form               reward                     note
 from __future__ import annotations
 
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recgym._torch_io import atomic_torch_save, evaluating, load_module, module_payload
 from recgym.errors import RecGymError
 from recgym.types import RewardOutput, SessionState, append_items
 
@@ -220,40 +219,13 @@ class RewardModel(nn.Module, ABC):
         """Rebuild a model saved by :meth:`save` (``weights_only=True``) on ``device``.
 
         Raises:
-            RecGymError: the file holds another model class or mismatched weights.
+            FileNotFoundError: no file at ``path``.
+            RecGymError: the file is unreadable, holds another model class or mismatched weights.
         """
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        expected = f"{cls.__module__}.{cls.__qualname__}"
-        if payload.get("class") != expected:
-            raise RecGymError(
-                f"checkpoint {path} holds a {payload.get('class')}; expected {expected} "
-                f"(load it with that class's .load)"
-            )
-        config_cls = getattr(cls, "config_class", None)
-        args = [] if config_cls is None else [config_cls(**payload["config"])]
-        model = cls(*args, **payload["init_kwargs"])
-        try:
-            model.load_state_dict(payload["state_dict"])
-        except RuntimeError as err:
-            raise RecGymError(f"checkpoint {path} does not match {expected}: {err}") from err
-        return model.to(device)
+        return load_module(cls, path, device=device)
 
 
 # ---------------------------------------------------------------------- helpers
-class evaluating:  # noqa: N801 - used like torch.no_grad
-    """Context manager: put a module in eval mode and restore its previous mode afterwards."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module, self.was_training = module, module.training
-
-    def __enter__(self) -> nn.Module:
-        self.module.eval()
-        return self.module
-
-    def __exit__(self, *exc: object) -> None:
-        self.module.train(self.was_training)
-
-
 def auc(pos: Tensor, neg: Tensor) -> float:
     """ROC AUC of scores ``pos`` (label 1) vs ``neg`` (label 0), ties counted as 1/2.
 
@@ -286,42 +258,3 @@ def separation_accuracy(r_real: Tensor, r_fake: Tensor, form: RewardForm) -> flo
         t = float((r_real.mean() + r_fake.mean()) / 2)
     correct = (r_real > t).sum() + (r_fake <= t).sum()
     return float(correct) / max(1, r_real.numel() + r_fake.numel())
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temp file beside ``path`` and ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def module_payload(module: nn.Module) -> dict[str, Any]:
-    """A model as plain data for ``weights_only=True`` loading: class, config, kwargs, CPU weights.
-
-    ``module`` has ``init_kwargs()`` and optionally a dataclass ``config`` (reward models,
-    policies).
-    """
-    return {
-        "class": f"{type(module).__module__}.{type(module).__qualname__}",
-        "config": config_to_dict(getattr(module, "config", None)),
-        "init_kwargs": module.init_kwargs(),
-        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-    }
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """A frozen dataclass config as a plain dict that `weights_only=True` loading accepts."""
-    if config is None:
-        return {}
-    if not is_dataclass(config):
-        raise TypeError(f"config must be a dataclass; got {type(config).__name__}")
-    # weights_only loading accepts only plain containers: store tuples as lists.
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}

@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recgym._torch_io import evaluating
 from recgym.device import resolve_device
-from rewards.base import RewardModel, evaluating
+from rewards.base import RewardModel
 
 Encoder = Literal["gru", "cnn", "transformer"]
 ENCODERS: tuple[str, ...] = ("gru", "cnn", "transformer")
@@ -120,6 +121,9 @@ class EnergyDiscriminator(RewardModel):
         seed: seed of the weight initialisation (``None``: fresh OS entropy). The global torch
             RNG is forked, so the caller's stream is untouched either way.
     """
+
+    checkpoint_key = "energy"
+    """The stable name saved files give this class (see ``recgym._torch_io``)."""
 
     config_class = EnergyConfig
     reward_form = "neg_energy"

@@ -16,9 +16,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from recgym._torch_io import evaluating
 from recgym.data import SequenceDataset
 from recgym.types import PAD
-from rewards.base import evaluating
 from rewards.multifactor import MultiFactorDiscriminator, combine
 
 if TYPE_CHECKING:

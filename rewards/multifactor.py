@@ -30,11 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recgym._torch_io import evaluating
 from recgym.device import resolve_device
-from recgym.factors import ItemFactor, ItemFactors
+from recgym.factors import ItemFactor, ItemFactors, factors_from_payload, factors_to_payload
 from recgym.types import PAD, RewardOutput, SessionState, append_items
 from rewards.attention import GroupedLinear, GroupIndex, SelfAttentionEncoder, make_generator
-from rewards.base import RewardModel, evaluating, logits_to_reward
+from rewards.base import RewardModel, logits_to_reward
 
 ITEM_ID = "item_id"
 ALL_FACTORS = "all_factors"
@@ -180,6 +181,9 @@ class MultiFactorDiscriminator(RewardModel):
     Attributes:
         discriminator_names: the ``m`` discriminators, e.g. ``("item_id", "genre", "year")``.
     """
+
+    checkpoint_key = "multifactor"
+    """The stable name saved files give this class (see ``recgym._torch_io``)."""
 
     config_class = MultiFactorConfig
     reward_form = "d"
@@ -394,29 +398,3 @@ def code_table(
     width = max(t.shape[1] for t in tables)
     padded = [np.pad(t, ((0, 0), (0, width - t.shape[1])), constant_values=PAD) for t in tables]
     return np.stack(padded).astype(np.int64), offset
-
-
-def factors_to_payload(factors: ItemFactors) -> dict[str, Any]:
-    """Plain lists and tensors that :func:`factors_from_payload` turns back into the table."""
-    return {
-        "n_items": factors.n_items,
-        "names": list(factors.names),
-        "kinds": [f.kind for f in factors.factors],
-        "vocab": [list(f.vocab) for f in factors.factors],
-        "values": [torch.as_tensor(np.array(f.values)) for f in factors.factors],
-    }
-
-
-def factors_from_payload(payload: Mapping[str, Any]) -> ItemFactors:
-    """Rebuild an :class:`ItemFactors` saved by :func:`factors_to_payload`."""
-    if not isinstance(payload, Mapping) or "n_items" not in payload:
-        raise TypeError(
-            "factors must be a recgym.ItemFactors (e.g. split.factors()) or a saved factor "
-            f"payload; got {type(payload).__name__}"
-        )
-    keys = ("names", "kinds", "vocab", "values")
-    factors = tuple(
-        ItemFactor(name=n, kind=k, values=np.asarray(v), vocab=tuple(labels))
-        for n, k, labels, v in zip(*(payload[key] for key in keys), strict=True)
-    )
-    return ItemFactors(n_items=int(payload["n_items"]), factors=factors)

@@ -18,9 +18,10 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from recgym._torch_io import evaluating
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
-from rewards.base import RewardModel, auc, evaluating, logits_to_reward, separation_accuracy
+from rewards.base import RewardModel, auc, logits_to_reward, separation_accuracy
 from rewards.negatives import NegativeSampler
 
 

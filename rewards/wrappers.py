@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from recgym._torch_io import evaluating
 from recgym.types import RewardFn, RewardOutput, SessionState, append_items, as_reward_output
-from rewards.base import REWARD_FORMS, RewardForm, RewardModel, evaluating, logits_to_reward
+from rewards.base import REWARD_FORMS, RewardForm, RewardModel, logits_to_reward
 
 
 def _call(reward_fn: RewardFn, state: SessionState, action: Tensor) -> RewardOutput:

@@ -148,7 +148,7 @@ def test_save_load_identical(kind, tmp_path):
 
 def test_load_refuses_the_other_class(tmp_path):
     path = make_policy("sasrec").save(tmp_path / "sasrec.pt")
-    with pytest.raises(RecGymError, match="SASRecPolicy"):
+    with pytest.raises(RecGymError, match="holds a 'sasrec'; expected a 'gru'"):
         GRUPolicy.load(path)
 
 

@@ -9,10 +9,10 @@ import torch
 from conftest import require_data
 
 from recgym import DataError, SequenceDataset, Split, leave_one_out, ratio_split
+from recgym.candidates import CandidateSampler, csr_entries
 from recgym.evaluation import PROTOCOLS, evaluate, evaluate_ranks, parse_protocol
 from recgym.metrics import pessimistic_rank
 from recgym.recommenders import PopularityRecommender, RandomRecommender
-from recgym.sampling import CandidateSampler, csr_entries
 
 
 def _random_split(n_users=120, n_items=300, seed=0) -> Split:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from agents.acvae import ACVAEPolicy
+from agents.baselines.acvae.model import ACVAEPolicy
+from recgym._torch_io import evaluating
 from recgym.splits import STAGES, Split
-from rewards.base import evaluating
 
 
 @torch.no_grad()

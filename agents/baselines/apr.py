@@ -7,7 +7,7 @@
 non-zero gradient, so only they are perturbed (Eq. 16's mini-batch form); the mechanism is
 :func:`agents.perturbation.adversarial_loss`. As in the paper and ``AMF.py``, adversarial
 training starts from a pre-trained MF-BPR (pass a model trained by
-:class:`agents.mf_training.BPRTrainer`) with a fresh Adagrad optimiser.
+:class:`agents.baselines.bpr.BPRTrainer`) with a fresh Adagrad optimiser.
 
 :func:`perturbation_robustness` repeats the paper's motivating analysis (Section 3.2, Fig. 2):
 the relative NDCG drop of a trained model when its *whole* embedding tables are moved by
@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from agents.mf import BPRMFRecommender, NegativeSampler, training_pairs
-from agents.mf_training import BPRConfig, BPRTrainer
+from agents.baselines.bpr import BPRConfig, BPRTrainer
+from agents.baselines.mf import BPRMFRecommender, NegativeSampler, training_pairs
 from agents.perturbation import (
     AdversarialLoss,
     PerturbationConfig,
@@ -64,7 +64,7 @@ class APRConfig(BPRConfig):
 class APRTrainer(BPRTrainer):
     """Adversarial Personalized Ranking on a (pre-trained) :class:`BPRMFRecommender`.
 
-    Same arguments, loop, early stopping and :class:`~agents.mf_training.BPRResult` as
+    Same arguments, loop, early stopping and :class:`~agents.baselines.bpr.BPRResult` as
     :class:`BPRTrainer`; ``config`` is an :class:`APRConfig` and the history's losses are
     ``apr/loss`` (``clean + lam * adv`` per pair), ``apr/clean_loss`` and ``apr/adv_loss``.
     """
@@ -218,7 +218,7 @@ def perturbation_robustness(
         ``drop_adversarial`` and ``drop_random`` (relative drops ``1 - perturbed / clean``).
     """
     if not isinstance(model, BPRMFRecommender):
-        raise TypeError(f"model must be an agents.mf.BPRMFRecommender; got {type(model)}")
+        raise TypeError(f"model must be an agents.baselines.mf.BPRMFRecommender; got {type(model)}")
     eps_values = tuple(eps_values)
     for eps in eps_values:
         PerturbationConfig(eps=eps)  # the same validation (finite, > 0) as training

@@ -16,7 +16,7 @@ positions, which keeps the ratios ``alpha``, ``beta`` (official ``kl_weight=0.05
 ``contrast_weight=0.1``). The official dual/prior optimisers are SGD (lr ``3e-4``/``5e-4``,
 weight decay 0.1) on those sums; on means both are Adam. Early stopping on validation NDCG@10
 mirrors :class:`agents.mle.MLETrainer`. The paper's latent-correlation measure is
-:func:`agents.acvae_analysis.latent_correlation`.
+:func:`agents.baselines.acvae.analysis.latent_correlation`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from agents.acvae import ACVAEConfig, ACVAEPolicy, reconstruction_loss
-from agents.acvae_discriminators import AVBAdversary, ContrastiveDiscriminator, kl_term
+from agents.baselines.acvae.discriminators import AVBAdversary, ContrastiveDiscriminator, kl_term
+from agents.baselines.acvae.model import ACVAEConfig, ACVAEPolicy, reconstruction_loss
 from agents.checkpoint import forked_global_rng
 from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
 from agents.sequences import minibatches, training_windows

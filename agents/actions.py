@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from agents.policy import SequencePolicy
-from rewards.base import evaluating
+from recgym._torch_io import evaluating
 
 
 def action_logits(logits: Tensor, history: Tensor, *, exclude_seen: bool = False) -> Tensor:

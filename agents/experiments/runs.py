@@ -1,6 +1,6 @@
 """What ``recgym train`` runs: data loading, the training phases, and run checkpoints.
 
-``agents.cli`` parses arguments and prints; this module does the work, so a notebook or script can
+``agents.experiments.cli`` parses arguments and prints; this module does the work, so a notebook or script can
 call the same phases (``mle_phase``, ``sao_phase``, ``reinforce_phase``, ``adversarial_phase``)
 and read or write the same checkpoints (``save_run`` / ``load_run``, atomic and
 ``weights_only=True``).
@@ -19,10 +19,17 @@ from typing import Any
 import pandas as pd
 import torch
 
-from agents.checkpoint import read_weights_only
-from agents.config_io import (
+from agents.experiments.config_files import (
     RunSettings,
     build_config,
+)
+from recgym._torch_io import (
+    atomic_torch_save,
+    canonical_key,
+    config_to_dict,
+    module_payload,
+    read_weights_only,
+    rebuild_module,
 )
 from recgym.data import SequenceDataset
 from recgym.env import BatchedRecEnv, EnvConfig
@@ -32,16 +39,18 @@ from recgym.recommenders import PopularityRecommender
 from recgym.reference import HitReward, OracleReward
 from recgym.splits import Split, leave_one_out
 from recgym.synthetic import SyntheticConfig, make_synthetic
-from rewards.base import atomic_torch_save, config_to_dict, module_payload
 
 CHECKPOINT_FORMAT = "recgym.agents.cli/1"
+"""A format tag, not a module path: it stays as it is when files move."""
 TEST_PROTOCOLS = ("full", "uniform-100")
 POLICY_CLASSES = {"sasrec": "agents.sasrec:SASRecPolicy", "gru": "agents.gru:GRUPolicy"}
 REWARD_CLASSES = {
-    "rewards.multifactor.MultiFactorDiscriminator": "rewards.multifactor:MultiFactorDiscriminator",
-    "rewards.energy.EnergyDiscriminator": "rewards.energy:EnergyDiscriminator",
+    "multifactor": "rewards.multifactor:MultiFactorDiscriminator",
+    "energy": "rewards.energy:EnergyDiscriminator",
 }
-"""The only classes a checkpoint may name (``weights_only`` loading never runs pickled code)."""
+"""Registry key -> class: the only classes a checkpoint may name (``weights_only`` loading never
+runs pickled code). Files of older versions name classes by module path; they are translated with
+``recgym._torch_io.LEGACY_KEYS``."""
 LABELS = {"sasrec": "SASRec", "gru": "GRU4Rec"}
 REFERENCE_MODELS = ("popularity", "random")
 """``recgym evaluate <name>`` evaluates a reference recommender (``recgym.cli``)."""
@@ -241,8 +250,7 @@ def load_run(path: str | os.PathLike) -> dict[str, Any]:
 
 def rebuild_policy(entry: Mapping[str, Any], *, device: torch.device):
     """The policy of a checkpoint entry (only the classes of :data:`POLICY_CLASSES`)."""
-    allowed = {v.replace(":", "."): v for v in POLICY_CLASSES.values()}
-    return _rebuild(entry, allowed, device)
+    return _rebuild(entry, POLICY_CLASSES, device)
 
 
 def rebuild_reward_model(entry: Mapping[str, Any], *, device: torch.device):
@@ -251,16 +259,14 @@ def rebuild_reward_model(entry: Mapping[str, Any], *, device: torch.device):
 
 
 def _rebuild(entry: Mapping[str, Any], allowed: Mapping[str, str], device: torch.device):
-    name = entry.get("class")
+    name = canonical_key(entry.get("class"))
     if name not in allowed:
-        raise RecGymError(f"checkpoint holds a {name!r}; expected one of {sorted(allowed)}")
+        raise RecGymError(
+            f"checkpoint holds a {entry.get('class')!r}; expected one of {sorted(allowed)}"
+        )
     cls = _import(allowed[name])
     config = build_config(cls.config_class, entry["config"], section=name)
-    model = cls(config, **entry["init_kwargs"])
-    try:
-        model.load_state_dict(entry["state_dict"])
-    except RuntimeError as err:
-        raise RecGymError(f"checkpoint weights do not fit {name}: {err}") from err
+    model = rebuild_module(cls, entry, source="checkpoint", config=config)
     return model.to(device).eval()
 
 

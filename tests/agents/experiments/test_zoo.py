@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.zoo import MODELS, ModelZoo, ZooConfig
+from agents.experiments.zoo import MODELS, ModelZoo, ZooConfig
 from recgym.evaluation import evaluate
 
 

@@ -1,4 +1,4 @@
-"""agents.cli and agents.config_io: train / evaluate / rollout, config files and their errors."""
+"""agents.experiments.cli and agents.experiments.config_files: train / evaluate / rollout, config files and their errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from agents import cli, runs
-from agents.config_io import (
+from agents.experiments import cli, runs
+from agents.experiments.config_files import (
     QUICK_DEFAULTS,
     build_config,
     load_config_file,
@@ -114,7 +114,7 @@ def test_rollout_prints_items_and_oracle_rewards(mle_run, capsys):
 
 def test_rollout_shows_per_factor_rewards_of_a_multifactor_checkpoint(mfgan_run, capsys):
     payload = torch.load(mfgan_run, weights_only=True)
-    assert payload["reward_model"]["class"] == "rewards.multifactor.MultiFactorDiscriminator"
+    assert payload["reward_model"]["class"] == "multifactor"
     capsys.readouterr()
     assert cli.main(["rollout", str(mfgan_run), "--user", "0", "--steps", "3"]) == 0
     out = capsys.readouterr().out

@@ -16,7 +16,7 @@ embedding perturbations), ``reinforce`` (then REINFORCE on the true user model's
 for synthetic data, on logged-item hits otherwise), ``mfgan`` / ``ebgan`` (then adversarial
 rounds against a multi-factor / energy discriminator). Every setting lives in a frozen config
 dataclass; a ``--config`` TOML (or YAML) file sets them per section (``[sasrec]``, ``[mle]``,
-``[adversarial]``, ... see :data:`agents.config_io.SECTIONS`) and flags override the file.
+``[adversarial]``, ... see :data:`agents.experiments.config_files.SECTIONS`) and flags override the file.
 
 ``recgym demo``, ``recgym data`` and ``recgym evaluate popularity|random`` are handled by
 :func:`recgym.cli.main`.
@@ -33,13 +33,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from agents.config_io import (
+from agents.experiments.config_files import (
     ALGOS,
     MODELS,
     load_config_file,
     resolve_settings,
 )
-from agents.runs import (
+from agents.experiments.runs import (
     LABELS,
     PHASES,
     REFERENCE_MODELS,

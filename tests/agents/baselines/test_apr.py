@@ -7,15 +7,15 @@ import pytest
 import torch
 
 import recgym
-from agents.apr import (
+from agents.baselines.apr import (
     APRConfig,
     APRTrainer,
     adversarial_direction,
     apr_loss,
     perturbation_robustness,
 )
-from agents.mf import BPRMFRecommender
-from agents.mf_training import BPRConfig, BPRTrainer
+from agents.baselines.bpr import BPRConfig, BPRTrainer
+from agents.baselines.mf import BPRMFRecommender
 from agents.perturbation import PerturbationConfig, adversarial_loss
 
 

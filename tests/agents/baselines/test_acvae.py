@@ -10,9 +10,9 @@ import torch
 from conftest import require_data
 
 import recgym
-from agents.acvae import ACVAEConfig, ACVAEPolicy, CausalConv1d, reconstruction_loss
-from agents.acvae_analysis import latent_correlation, mean_abs_correlation
-from agents.acvae_training import (
+from agents.baselines.acvae.analysis import latent_correlation, mean_abs_correlation
+from agents.baselines.acvae.model import ACVAEConfig, ACVAEPolicy, CausalConv1d, reconstruction_loss
+from agents.baselines.acvae.training import (
     ABLATIONS,
     ACVAETrainer,
     ACVAETrainingConfig,

@@ -227,8 +227,8 @@ def _popularity(zoo: ModelZoo) -> Fitted:
 
 
 def _bpr(zoo: ModelZoo) -> Fitted:
-    from agents.mf import BPRMFRecommender
-    from agents.mf_training import BPRConfig, BPRTrainer
+    from agents.baselines.bpr import BPRConfig, BPRTrainer
+    from agents.baselines.mf import BPRMFRecommender
 
     model = BPRMFRecommender.for_split(zoo.split, dim=zoo.config.dim, seed=zoo.seed)
     config = BPRConfig(epochs=zoo.config.mf_epochs, seed=zoo.seed, patience=_mf_patience(zoo))
@@ -236,7 +236,7 @@ def _bpr(zoo: ModelZoo) -> Fitted:
 
 
 def _apr(zoo: ModelZoo) -> Fitted:
-    from agents.apr import APRConfig, APRTrainer
+    from agents.baselines.apr import APRConfig, APRTrainer
 
     model = zoo.start_from("bpr-mf")
     config = APRConfig(
@@ -330,8 +330,8 @@ def _adversarial(zoo: ModelZoo, base: str, reward_model: Any, config: Any) -> Fi
 
 
 def _acvae(zoo: ModelZoo) -> Fitted:
-    from agents.acvae import ACVAEConfig, ACVAEPolicy
-    from agents.acvae_training import ACVAETrainer, ACVAETrainingConfig
+    from agents.baselines.acvae.model import ACVAEConfig, ACVAEPolicy
+    from agents.baselines.acvae.training import ACVAETrainer, ACVAETrainingConfig
 
     c = zoo.config
     quick = c.dim < 64  # the official sizes (embeddings 128, latent 64) unless smoke-sized

@@ -13,9 +13,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from recgym._torch_io import evaluating
 from recgym.reference import HitReward, OracleReward
 from recgym.types import Recommender, SessionState
-from rewards.base import evaluating
 
 RecommenderForm = Literal["log_prob", "reciprocal_rank"]
 RECOMMENDER_FORMS: tuple[str, ...] = ("log_prob", "reciprocal_rank")

@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from agents.checkpoint import forked_global_rng, read_weights_only
+from agents.checkpoint import forked_global_rng
+from recgym._torch_io import atomic_torch_save, load_module, module_payload
 from recgym.arrays import expand_ranges
 from recgym.errors import RecGymError
 from recgym.splits import Split
-from rewards.base import atomic_torch_save, module_payload
 
 SPARSE_GRAD_ROWS = 20_000
 """User plus item rows above which :class:`BPRMFRecommender` trains with sparse gradients:
@@ -58,6 +58,9 @@ class BPRMFRecommender(nn.Module):
         item_embedding: ``(n_items + 1, dim)`` table ``Q``.
         item_bias: ``(n_items + 1,)`` parameter, or ``None``.
     """
+
+    checkpoint_key = "bpr-mf"
+    """The stable name saved files give this class (see ``recgym._torch_io``)."""
 
     def __init__(
         self,
@@ -227,17 +230,7 @@ class BPRMFRecommender(nn.Module):
             FileNotFoundError: no file at ``path``.
             RecGymError: the file is unreadable, holds another class, or its weights do not fit.
         """
-        payload = read_weights_only(path)
-        expected = f"{cls.__module__}.{cls.__qualname__}"
-        got = payload.get("class") if isinstance(payload, dict) else type(payload).__name__
-        if got != expected:
-            raise RecGymError(f"checkpoint {path} holds a {got}; expected {expected}")
-        try:
-            model = cls(**payload["init_kwargs"])
-            model.load_state_dict(payload["state_dict"])
-        except (RuntimeError, TypeError, ValueError, KeyError) as err:
-            raise RecGymError(f"checkpoint {path} does not match {expected}: {err}") from err
-        return model.to(device)
+        return load_module(cls, path, device=device)
 
 
 # ----------------------------------------------------------------------------- training data

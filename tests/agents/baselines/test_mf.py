@@ -8,8 +8,8 @@ import torch
 from conftest import DATA_DIR, require_data
 
 import recgym
-from agents.mf import BPRMFRecommender, NegativeSampler, training_pairs
-from agents.mf_training import BPRConfig, BPRResult, BPRTrainer
+from agents.baselines.bpr import BPRConfig, BPRResult, BPRTrainer
+from agents.baselines.mf import BPRMFRecommender, NegativeSampler, training_pairs
 from recgym import SequenceDataset, leave_one_out
 from recgym.errors import RecGymError
 
@@ -187,7 +187,7 @@ def test_save_load_round_trip_and_mismatched_files(tmp_path):
         BPRMFRecommender.load(tmp_path / "shape.pt")
     payload["class"] = "agents.sasrec.SASRecPolicy"
     torch.save(payload, tmp_path / "class.pt")
-    with pytest.raises(RecGymError, match="holds a agents.sasrec.SASRecPolicy"):
+    with pytest.raises(RecGymError, match="holds a .agents.sasrec.SASRecPolicy.; expected a .bpr-mf."):
         BPRMFRecommender.load(tmp_path / "class.pt")
     with pytest.raises(FileNotFoundError):
         BPRMFRecommender.load(tmp_path / "missing.pt")

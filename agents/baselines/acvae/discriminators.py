@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from agents.acvae import LatentCodes
+from agents.baselines.acvae.model import LatentCodes
 
 
 class AVBAdversary(nn.Module):

@@ -1,0 +1,170 @@
+"""Torch I/O shared by every layer: atomic saves, ``weights_only`` loads, model payloads.
+
+A saved model is a plain dict (:func:`module_payload`): a stable registry key naming its class
+(``"sasrec"``, ``"multifactor"``; never a module path, so moving a file breaks no saved model),
+its config as a dict, its other constructor arguments and its CPU weights. Everything is tensors
+and plain containers, so :func:`read_weights_only` reads it with ``torch.load(...,
+weights_only=True)``: no pickled code ever runs. :func:`load_module` rebuilds one.
+
+Files written before the keys existed name their class by module path; :data:`LEGACY_KEYS`
+maps those paths to today's keys so they keep loading.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from recgym.device import resolve_device
+from recgym.errors import RecGymError
+
+M = TypeVar("M", bound=nn.Module)
+
+LEGACY_KEYS: dict[str, str] = {
+    "agents.sasrec.SASRecPolicy": "sasrec",
+    "agents.gru.GRUPolicy": "gru",
+    "agents.acvae.ACVAEPolicy": "acvae",
+    "agents.mf.BPRMFRecommender": "bpr-mf",
+    "rewards.multifactor.MultiFactorDiscriminator": "multifactor",
+    "rewards.energy.EnergyDiscriminator": "energy",
+}
+"""Class names that files saved before registry keys (main up to 2026-12) hold -> keys."""
+
+
+class evaluating:  # noqa: N801 - used like torch.no_grad
+    """Context manager: put a module in eval mode and restore its previous mode afterwards."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module, self.was_training = module, module.training
+
+    def __enter__(self) -> nn.Module:
+        self.module.eval()
+        return self.module
+
+    def __exit__(self, *exc: object) -> None:
+        self.module.train(self.was_training)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temp file beside ``path`` and ``os.replace`` it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_weights_only(path: str | os.PathLike, *, hint: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, with clear errors.
+
+    Raises:
+        FileNotFoundError: no file at ``path`` (``hint`` is appended to the message).
+        RecGymError: the file cannot be unpickled with ``weights_only=True``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r}" + (f"; {hint}" if hint else ""))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
+        raise RecGymError(f"cannot read checkpoint {str(path)!r}: {err}") from err
+
+
+def class_key(cls: type) -> str:
+    """The name a saved file gives ``cls``: its ``checkpoint_key``, else its import path.
+
+    The library's classes carry a stable key (``"sasrec"``); a user's own subclass without one
+    is named by ``module.QualName``, which stays valid as long as the class does not move.
+    """
+    key = cls.__dict__.get("checkpoint_key")
+    if key is None:
+        return f"{cls.__module__}.{cls.__qualname__}"
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"{cls.__qualname__}.checkpoint_key must be a non-empty str; got {key!r}")
+    return key
+
+
+def canonical_key(name: object) -> object:
+    """Today's registry key of a saved class name (legacy module paths translated)."""
+    return LEGACY_KEYS.get(name, name) if isinstance(name, str) else name
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A frozen dataclass config as a plain dict that `weights_only=True` loading accepts."""
+    if config is None:
+        return {}
+    if not is_dataclass(config):
+        raise TypeError(f"config must be a dataclass; got {type(config).__name__}")
+    # weights_only loading accepts only plain containers: store tuples as lists.
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+
+
+def module_payload(module: nn.Module) -> dict[str, Any]:
+    """A model as plain data for ``weights_only=True`` loading: key, config, kwargs, CPU weights.
+
+    ``module`` has ``init_kwargs()`` and optionally a dataclass ``config`` (reward models,
+    policies).
+    """
+    return {
+        "class": class_key(type(module)),
+        "config": config_to_dict(getattr(module, "config", None)),
+        "init_kwargs": module.init_kwargs(),
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+    }
+
+
+def rebuild_module(
+    cls: type[M], payload: Mapping[str, Any], *, source: str, config: Any = None
+) -> M:
+    """Construct ``cls`` from a :func:`module_payload` dict and load its weights (on the CPU).
+
+    Args:
+        source: where the payload came from, for messages (a path or ``"checkpoint"``).
+        config: the config to build with, already parsed (default: ``cls.config_class`` of the
+            payload's ``"config"`` dict).
+
+    Raises:
+        RecGymError: the payload names another class, or its config or weights do not fit.
+    """
+    expected = class_key(cls)
+    got = payload.get("class") if isinstance(payload, Mapping) else type(payload).__name__
+    if canonical_key(got) != expected:
+        raise RecGymError(
+            f"{source} holds a {got!r}; expected a {expected!r} ({cls.__qualname__}); "
+            "load it with that class's .load"
+        )
+    config_cls = getattr(cls, "config_class", None)
+    try:
+        if config is None and config_cls is not None:
+            config = config_cls(**payload["config"])
+        args = [] if config is None else [config]
+        model = cls(*args, **payload["init_kwargs"])
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError, ValueError, KeyError) as err:
+        raise RecGymError(f"{source} does not match {cls.__qualname__}: {err}") from err
+    return model
+
+
+def load_module(cls: type[M], path: str | os.PathLike, *, device: Any = "cpu") -> M:
+    """Rebuild a ``cls`` written by ``save`` (read with ``weights_only=True``) on ``device``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        RecGymError: the file is unreadable, holds another class, or its weights do not fit.
+    """
+    payload = read_weights_only(path, hint=f"write one with {cls.__qualname__}.save")
+    model = rebuild_module(cls, payload, source=f"checkpoint {str(path)!r}")
+    return model.to(resolve_device(device))
