@@ -52,7 +52,8 @@ from agents.quality import catalogue_coverage, gini, oracle_continuation_loglik
 from agents.reinforce import BASELINES, PGConfig, PolicyGradientTrainer, check_float, check_int
 from recgym._torch_io import config_to_dict
 from recgym.device import resolve_device
-from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.env import BatchedRecEnv
+from recgym.env_config import EnvConfig
 from recgym.errors import RecGymError
 from recgym.splits import Split
 from rewards.base import REWARD_FORMS, RewardModel

@@ -15,7 +15,7 @@ from torch import Tensor
 from agents.early_stopping import validation_metrics  # noqa: F401 - re-exported
 from agents.policy import SequencePolicy
 from agents.reinforce import sample_continuations
-from recgym.errors import RecGymError
+from recgym._checks import check_n_items
 from recgym.splits import Split
 from rewards.base import RewardModel
 from rewards.negatives import ContinuationSampler
@@ -73,12 +73,8 @@ def check_components(policy: object, reward_model: object, split: object) -> Non
         )
     if not isinstance(split, Split):
         raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
-    n_items = split.dataset.n_items
-    if policy.n_items != n_items or reward_model.n_items != n_items:
-        raise RecGymError(
-            f"policy (n_items={policy.n_items}) and reward model (n_items={reward_model.n_items}) "
-            f"must match the dataset's n_items={n_items}"
-        )
+    check_n_items("policy", policy.n_items, split.dataset.n_items)
+    check_n_items("reward_model", reward_model.n_items, split.dataset.n_items)
 
 
 def summary_writer(log_dir: str | None) -> Any:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agents.policy import SequencePolicy
+from recgym._checks import check_fraction, check_int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,11 +42,8 @@ class GRUConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_len", "dim", "hidden_size", "n_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"GRUConfig.{name} must be an int >= 1; got {value!r}")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
-            raise ValueError(f"GRUConfig.dropout must be in [0, 1); got {self.dropout!r}")
+            check_int(self, name, 1)
+        check_fraction(self, "dropout")
 
 
 class GRUPolicy(SequencePolicy):

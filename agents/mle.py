@@ -33,7 +33,7 @@ from agents.early_stopping import BestWeights, TrainingResult, validation_metric
 from agents.perturbation import PerturbationConfig, adversarial_loss, split_delta
 from agents.policy import SequencePolicy
 from agents.sequences import minibatches, training_windows
-from agents.validation import check_model_and_split
+from recgym._checks import check_float, check_int, check_model_and_split
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
 from recgym.splits import Split
@@ -77,22 +77,15 @@ class MLEConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(self, name, 1)
         if self.max_len is not None:
-            _check_int("max_len", self.max_len, 1)
-        _check_int("seed", self.seed, 0)
-        if not _finite(self.lr) or self.lr <= 0:
-            raise ValueError(f"MLEConfig.lr must be a finite float > 0; got {self.lr!r}")
-        if not _finite(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"MLEConfig.weight_decay must be >= 0; got {self.weight_decay!r}")
+            check_int(self, "max_len", 1)
+        check_int(self, "seed", 0)
+        check_float(self, "lr", positive=True)
+        check_float(self, "weight_decay")
         if self.loss not in LOSSES:
             raise ValueError(f"MLEConfig.loss must be one of {LOSSES}; got {self.loss!r}")
-        if self.max_grad_norm is not None and not (
-            _finite(self.max_grad_norm) and self.max_grad_norm > 0
-        ):
-            raise ValueError(
-                f"MLEConfig.max_grad_norm must be None or > 0; got {self.max_grad_norm!r}"
-            )
+        check_float(self, "max_grad_norm", positive=True, optional=True)
 
 
 MLEResult = TrainingResult
@@ -330,11 +323,3 @@ def _progress(epochs: range):
 
     return tqdm(epochs, desc="mle", unit="epoch")
 
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"MLEConfig.{name} must be an int >= {low}; got {value!r}")
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

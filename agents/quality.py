@@ -25,7 +25,8 @@ from agents.checkpoint import draw_seed
 from agents.policy import SequencePolicy
 from agents.reinforce import next_log_probs, sample_items
 from recgym._torch_io import evaluating
-from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.env import BatchedRecEnv
+from recgym.env_config import EnvConfig
 from recgym.reference import HitReward
 from recgym.rollout import RecommenderPolicy, mask_scores
 from recgym.rollout import gini as gini_of_counts

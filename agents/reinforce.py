@@ -31,7 +31,7 @@ from agents.actions import (  # noqa: F401 - re-exported for callers of agents.r
 )
 from agents.checkpoint import draw_seed, forked_global_rng
 from agents.policy import SequencePolicy
-from agents.validation import check_float, check_int
+from recgym._checks import check_float, check_int
 from recgym._torch_io import evaluating
 from recgym.device import resolve_device
 from recgym.env import BatchedRecEnv
@@ -81,7 +81,8 @@ class PGConfig:
         for name, low in (("n_steps", 1), ("batch_size", 1), ("mc_rollouts", 0)):
             check_int(self, name, low)
         for name in ("gamma", "entropy_coef", "mle_coef", "alpha", "lr", "max_grad_norm"):
-            check_float(self, name, positive=name in ("lr", "max_grad_norm"))
+            positive = name in ("lr", "max_grad_norm")
+            check_float(self, name, positive=positive, optional=name == "max_grad_norm")
         if self.gamma > 1.0:
             raise ValueError(f"PGConfig.gamma must be in [0, 1]; got {self.gamma!r}")
         if self.baseline not in BASELINES:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agents.policy import SequencePolicy
+from recgym._checks import check_fraction, check_int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,16 +48,13 @@ class SASRecConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_len", "dim", "n_blocks", "n_heads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"SASRecConfig.{name} must be an int >= 1; got {value!r}")
+            check_int(self, name, 1)
         if self.dim % self.n_heads:
             raise ValueError(
                 f"SASRecConfig.n_heads={self.n_heads} must divide dim={self.dim}; "
                 f"e.g. n_heads=1 or dim={self.n_heads * math.ceil(self.dim / self.n_heads)}"
             )
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
-            raise ValueError(f"SASRecConfig.dropout must be in [0, 1); got {self.dropout!r}")
+        check_fraction(self, "dropout")
 
 
 class _Block(nn.Module):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recgym._checks import check_positive_int
 from recgym.device import resolve_device
 from recgym.splits import STAGES, Split
 
@@ -54,9 +55,9 @@ def training_windows(
     """
     if not isinstance(split, Split):
         raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
-    _check_positive("max_len", max_len)
+    check_positive_int("max_len", max_len)
     if max_windows_per_user is not None:
-        _check_positive("max_windows_per_user", max_windows_per_user)
+        check_positive_int("max_windows_per_user", max_windows_per_user)
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}; got {stage!r}")
     device = resolve_device(device)
@@ -100,7 +101,7 @@ def minibatches(
     """
     if not tensors:
         raise ValueError("minibatches needs at least one tensor")
-    _check_positive("batch_size", batch_size)
+    check_positive_int("batch_size", batch_size)
     n = tensors[0].shape[0]
     if any(t.shape[0] != n for t in tensors):
         raise ValueError(
@@ -117,8 +118,3 @@ def minibatches(
     for begin in range(0, stop, batch_size):
         index = order[begin : min(begin + batch_size, stop)]
         yield tuple(t[index] for t in tensors)
-
-
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")

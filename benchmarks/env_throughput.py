@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from recgym import leave_one_out
-from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.env import BatchedRecEnv
+from recgym.env_config import EnvConfig
 from recgym.gym_env import NextItemEnv, NextItemVectorEnv
 from recgym.reference import HitReward, OracleReward
 from recgym.synthetic import make_synthetic

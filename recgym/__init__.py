@@ -7,7 +7,8 @@ appended. The batched torch core steps thousands of users at once; ``gymnasium.m
 
 from recgym.data import SequenceDataset
 from recgym.device import resolve_device
-from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.env import BatchedRecEnv
+from recgym.env_config import EnvConfig
 from recgym.errors import (
     ChecksumError,
     DataError,

@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 
 from recgym.data import SequenceDataset
-from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.env import BatchedRecEnv
+from recgym.env_config import EnvConfig
 from recgym.evaluation import evaluate
 from recgym.recommenders import PopularityRecommender, RandomRecommender
 from recgym.reference import HitReward, OracleReward

@@ -20,7 +20,7 @@ from recgym.splits import Split
 from recgym.types import append_items
 
 if TYPE_CHECKING:
-    from recgym.env import EnvConfig
+    from recgym.env_config import EnvConfig
 
 
 # ----------------------------------------------------------------------------- pure dynamics

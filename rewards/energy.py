@@ -25,7 +25,6 @@ but credited to the step that caused it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recgym._checks import check_float, check_fraction, check_int
 from recgym._torch_io import evaluating
 from recgym.device import resolve_device
 from rewards.base import RewardModel
@@ -75,20 +75,14 @@ class EnergyConfig:
                 f"EnergyConfig.encoder must be one of {ENCODERS}; got {self.encoder!r}"
             )
         for name in ("dim", "n_layers", "kernel_size", "n_heads", "max_len"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"EnergyConfig.{name} must be an int >= 1; got {value!r}")
+            check_int(self, name, 1)
         if self.encoder == "transformer" and self.dim % self.n_heads:
             raise ValueError(
                 f"EnergyConfig.n_heads must divide dim for the transformer; got dim={self.dim}, "
                 f"n_heads={self.n_heads}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"EnergyConfig.dropout must be in [0, 1); got {self.dropout!r}")
-        if not (isinstance(self.margin, (int, float)) and math.isfinite(self.margin)) or (
-            self.margin <= 0
-        ):
-            raise ValueError(f"EnergyConfig.margin must be a finite float > 0; got {self.margin!r}")
+        check_fraction(self, "dropout")
+        check_float(self, "margin", positive=True)
         if not isinstance(self.per_step, bool):
             raise TypeError(f"EnergyConfig.per_step must be a bool; got {self.per_step!r}")
 

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from recgym._checks import check_float, check_int
 from recgym._torch_io import evaluating
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
@@ -51,15 +52,10 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"PretrainConfig.{name} must be an int >= 1; got {value!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"PretrainConfig.seed must be an int >= 0; got {self.seed!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"PretrainConfig.lr must be a finite float > 0; got {self.lr!r}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"PretrainConfig.weight_decay must be >= 0; got {self.weight_decay!r}")
+            check_int(self, name, 1)
+        check_int(self, "seed", 0)
+        check_float(self, "lr", positive=True)
+        check_float(self, "weight_decay")
         if not 0.0 < self.valid_fraction < 1.0:
             raise ValueError(
                 f"PretrainConfig.valid_fraction must be in (0, 1); got {self.valid_fraction!r}"

@@ -31,7 +31,7 @@ from agents.perturbation import (
     adversarial_loss,
     fast_gradient_delta,
 )
-from agents.validation import check_float
+from recgym._checks import check_float
 from recgym.device import resolve_device
 from recgym.evaluation import evaluate
 from recgym.splits import Split

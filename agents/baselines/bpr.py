@@ -27,7 +27,7 @@ from torch import Tensor
 
 from agents.baselines.mf import BPRMFRecommender, NegativeSampler, training_pairs
 from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
-from agents.validation import check_float, check_int
+from recgym._checks import check_float, check_int
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
 from recgym.splits import Split

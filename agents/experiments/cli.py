@@ -55,10 +55,12 @@ from agents.experiments.runs import (
     reference_metrics,
     save_run,
 )
+from recgym._checks import check_n_items
 from recgym.cli import main as recgym_main
 from recgym.cli import summary_table
 from recgym.device import resolve_device
-from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.env import BatchedRecEnv
+from recgym.env_config import EnvConfig
 from recgym.errors import RecGymError
 from recgym.evaluation import evaluate
 from recgym.reference import HitReward, OracleReward
@@ -189,11 +191,10 @@ def _checkpoint_data(checkpoint: dict, args: argparse.Namespace) -> RunData:
 
 
 def _check_items(n_items: int, data: RunData, path: str) -> None:
-    if n_items != data.dataset.n_items:
-        raise RecGymError(
-            f"checkpoint {path!r} scores {n_items} items but the data {data.dataset.name!r} has "
-            f"{data.dataset.n_items}; pass the --data it was trained on"
-        )
+    check_n_items(
+        f"checkpoint {path!r}", n_items, data.dataset.n_items,
+        fix=f"the data {data.dataset.name!r} differ; pass the --data it was trained on",
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------- parser

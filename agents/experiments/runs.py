@@ -32,7 +32,8 @@ from recgym._torch_io import (
     rebuild_module,
 )
 from recgym.data import SequenceDataset
-from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.env import BatchedRecEnv
+from recgym.env_config import EnvConfig
 from recgym.errors import RecGymError
 from recgym.evaluation import evaluate
 from recgym.recommenders import PopularityRecommender

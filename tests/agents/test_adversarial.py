@@ -299,7 +299,7 @@ def test_config_and_component_validation(tmp_path, synthetic):
     with pytest.raises(TypeError, match="RewardModel"):
         AdversarialTrainer(make_policy(), object(), split, small_config(tmp_path))
     wrong = EnergyDiscriminator(EnergyConfig(dim=16), n_items=50, seed=0)
-    with pytest.raises(RecGymError, match="n_items=60"):
+    with pytest.raises(ValueError, match="reward_model has n_items=50 but the data have 60"):
         AdversarialTrainer(make_policy(), wrong, split, small_config(tmp_path))
     assert math.isinf(AdversarialTrainer(
         make_policy(), make_reward("energy", split), split, small_config(tmp_path)

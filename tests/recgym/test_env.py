@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from recgym import NotResetError, RewardError, RewardOutput, SequenceDataset, leave_one_out
-from recgym.env import BatchedRecEnv, EnvConfig, Sessions, advance, start_sessions
+from recgym.env import BatchedRecEnv, Sessions, advance, start_sessions
+from recgym.env_config import EnvConfig
 from recgym.reference import HitReward
 
 # tiny_split (conftest): sequences u0 [1,2], u1 [3,4,5], u2 [2,4,6,1], u3 [7,1,3,5,2],

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recgym import NotResetError, RewardOutput
-from recgym.env import EnvConfig
+from recgym.env_config import EnvConfig
 from recgym.gym_env import (
     ENV_ID,
     NextItemEnv,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from recgym import RewardFn, SessionState
-from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.env import BatchedRecEnv
+from recgym.env_config import EnvConfig
 from recgym.reference import HitReward, LogProbOracle, OracleReward
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.env import BatchedRecEnv
+from recgym.env_config import EnvConfig
 from recgym.recommenders import PopularityRecommender
 from recgym.reference import HitReward
 from recgym.rollout import RecommenderPolicy, UniformPolicy, gini, mask_scores, rollout

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from recgym import NotResetError
-from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.env import BatchedRecEnv
+from recgym.env_config import EnvConfig
 from recgym.gym_env import NextItemEnv
 from recgym.reference import HitReward
 

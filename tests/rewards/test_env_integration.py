@@ -10,7 +10,8 @@ import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from recgym.env import BatchedRecEnv, EnvConfig
+from recgym.env import BatchedRecEnv
+from recgym.env_config import EnvConfig
 from recgym.gym_env import NextItemEnv, NextItemVectorEnv
 from recgym.recommenders import PopularityRecommender
 from rewards import (

@@ -37,7 +37,7 @@ from agents.baselines.acvae.model import ACVAEConfig, ACVAEPolicy, reconstructio
 from agents.checkpoint import forked_global_rng
 from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
 from agents.sequences import minibatches, training_windows
-from agents.validation import check_model_and_split
+from recgym._checks import check_float, check_int, check_model_and_split
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
 from recgym.splits import Split
@@ -95,26 +95,16 @@ class ACVAETrainingConfig:
         ints = {"epochs": 1, "batch_size": 2, "adversary_dim": 1, "contrast_dim": 1}
         ints |= {"eval_every": 1, "patience": 1, "eval_batch_size": 1, "anneal_steps": 0}
         for name, low in {**ints, "seed": 0}.items():  # batch_size 2: z is shuffled in a batch
-            _check_int(name, getattr(self, name), low)
+            check_int(self, name, low)
         if self.max_len is not None:
-            _check_int("max_len", self.max_len, 1)
+            check_int(self, "max_len", 1)
         for name in ("lr", "adversary_lr", "contrast_lr", "weight_decay", "alpha", "beta"):
-            value, strict = getattr(self, name), name.endswith("lr")
-            if not _finite(value) or value < 0 or (strict and value == 0):
-                bound = "> 0" if strict else ">= 0"
-                raise ValueError(
-                    f"ACVAETrainingConfig.{name} must be a finite float {bound}; got {value!r}"
-                )
+            check_float(self, name, positive=name.endswith("lr"))
         if not isinstance(self.contrastive, bool):
             raise TypeError(
                 f"ACVAETrainingConfig.contrastive must be a bool; got {self.contrastive!r}"
             )
-        if self.max_grad_norm is not None and not (
-            _finite(self.max_grad_norm) and self.max_grad_norm > 0
-        ):
-            raise ValueError(
-                f"ACVAETrainingConfig.max_grad_norm must be None or > 0; got {self.max_grad_norm!r}"
-            )
+        check_float(self, "max_grad_norm", positive=True, optional=True)
 
     def alpha_at(self, step: int) -> float:
         """The KL weight after ``step`` completed updates (linear annealing when enabled)."""
@@ -334,11 +324,3 @@ def _update(loss: Tensor, optimizers: list, max_grad_norm: float | None) -> None
 def _adam(module: nn.Module | None, lr: float) -> torch.optim.Optimizer | None:
     return None if module is None else torch.optim.Adam(module.parameters(), lr=lr)
 
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"ACVAETrainingConfig.{name} must be an int >= {low}; got {value!r}")
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
