@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from agents.policy import SequencePolicy
+from agents.policy import SequencePolicy, seeded_init
 from recgym._checks import check_fraction, check_int
+from recgym.device import resolve_device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,28 +60,37 @@ class GRUPolicy(SequencePolicy):
 
     config_class = GRUConfig
 
-    def __init__(self, config: GRUConfig | None = None, *, n_items: int) -> None:
+    def __init__(
+        self,
+        config: GRUConfig | None = None,
+        *,
+        n_items: int,
+        seed: int | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
         config = GRUConfig() if config is None else config
         if not isinstance(config, GRUConfig):
             raise TypeError(f"config must be a GRUConfig; got {type(config).__name__}")
         super().__init__(n_items=n_items, max_len=config.max_len)
         self.config = config
-        self.item_embedding = nn.Embedding(n_items + 1, config.dim, padding_idx=0)
-        self.embedding_dropout = nn.Dropout(config.dropout)
-        self.gru = nn.GRU(
-            config.dim,
-            config.hidden_size,
-            num_layers=config.n_layers,
-            batch_first=True,
-            dropout=config.dropout if config.n_layers > 1 else 0.0,
-        )
-        self.hidden_dropout = nn.Dropout(config.dropout)
-        self.projection = (
-            nn.Linear(config.hidden_size, config.dim)
-            if config.hidden_size != config.dim
-            else nn.Identity()
-        )
-        self.reset_parameters()
+        with seeded_init(seed):  # the weights' draws; the caller's RNG stream is kept
+            self.item_embedding = nn.Embedding(n_items + 1, config.dim, padding_idx=0)
+            self.embedding_dropout = nn.Dropout(config.dropout)
+            self.gru = nn.GRU(
+                config.dim,
+                config.hidden_size,
+                num_layers=config.n_layers,
+                batch_first=True,
+                dropout=config.dropout if config.n_layers > 1 else 0.0,
+            )
+            self.hidden_dropout = nn.Dropout(config.dropout)
+            self.projection = (
+                nn.Linear(config.hidden_size, config.dim)
+                if config.hidden_size != config.dim
+                else nn.Identity()
+            )
+            self.reset_parameters()
+        self.to(resolve_device(device))
 
     def reset_parameters(self) -> None:
         """Embeddings ``N(0, 1 / D)`` (logits start O(1)), padding row zero."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
+from recgym._checks import is_int
 from recgym._torch_io import atomic_torch_save, evaluating, load_module, module_payload
 from recgym.types import SessionState
 
@@ -174,3 +176,21 @@ class SequencePolicy(nn.Module, ABC):
             RecGymError: the file is unreadable, holds another class, or its weights do not fit.
         """
         return load_module(cls, path, device=device)
+
+
+def seeded_init(seed: int | None) -> AbstractContextManager[None]:
+    """Context of a model's weight initialisation: the global torch RNG forked and seeded.
+
+    ``None`` draws from the global RNG as any ``torch.nn`` module does; an int gives the same
+    weights every time and leaves the caller's RNG stream untouched.
+
+    Raises:
+        ValueError: ``seed`` is neither ``None`` nor an int ``>= 0``.
+    """
+    if seed is None:
+        return nullcontext()
+    if not is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be None or an int >= 0; got {seed!r}")
+    from agents.checkpoint import forked_global_rng
+
+    return forked_global_rng(int(seed))

@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from agents.policy import SequencePolicy
+from agents.policy import SequencePolicy, seeded_init
 from recgym._checks import check_fraction, check_int
+from recgym.device import resolve_device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,21 +101,30 @@ class SASRecPolicy(SequencePolicy):
 
     config_class = SASRecConfig
 
-    def __init__(self, config: SASRecConfig | None = None, *, n_items: int) -> None:
+    def __init__(
+        self,
+        config: SASRecConfig | None = None,
+        *,
+        n_items: int,
+        seed: int | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
         config = SASRecConfig() if config is None else config
         if not isinstance(config, SASRecConfig):
             raise TypeError(f"config must be a SASRecConfig; got {type(config).__name__}")
         super().__init__(n_items=n_items, max_len=config.max_len)
         self.config = config
-        self.item_embedding = nn.Embedding(n_items + 1, config.dim, padding_idx=0)
-        self.position_embedding = nn.Embedding(config.max_len + 1, config.dim, padding_idx=0)
-        self.embedding_dropout = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(
-            _Block(config.dim, config.n_heads, config.dropout) for _ in range(config.n_blocks)
-        )
-        self.final_norm = nn.LayerNorm(config.dim, eps=1e-8)
-        self.scale = math.sqrt(config.dim)
-        self.reset_parameters()
+        with seeded_init(seed):  # the weights' draws; the caller's RNG stream is kept
+            self.item_embedding = nn.Embedding(n_items + 1, config.dim, padding_idx=0)
+            self.position_embedding = nn.Embedding(config.max_len + 1, config.dim, padding_idx=0)
+            self.embedding_dropout = nn.Dropout(config.dropout)
+            self.blocks = nn.ModuleList(
+                _Block(config.dim, config.n_heads, config.dropout) for _ in range(config.n_blocks)
+            )
+            self.final_norm = nn.LayerNorm(config.dim, eps=1e-8)
+            self.scale = math.sqrt(config.dim)
+            self.reset_parameters()
+        self.to(resolve_device(device))
 
     def reset_parameters(self) -> None:
         """Xavier-normal for every matrix, zero padding rows (as the reference main.py)."""

@@ -106,12 +106,9 @@ def load_run_data(
 
 
 def build_policy(settings: RunSettings, n_items: int):
-    """The policy network of the run, its weights drawn from ``seed`` (global RNG forked)."""
-    from agents.checkpoint import forked_global_rng
-
+    """The policy network of the run, its weights drawn from the run's ``seed``."""
     cls = _import(POLICY_CLASSES[settings.train.model])
-    with forked_global_rng(settings.train.seed):
-        return cls(settings.model_config, n_items=n_items)
+    return cls(settings.model_config, n_items=n_items, seed=settings.train.seed)
 
 
 def mle_phase(policy, data: RunData, settings: RunSettings, device) -> pd.DataFrame:

@@ -193,3 +193,24 @@ def test_cpu_and_cuda_agree(kind):
         expected = policy(history)
         got = policy.to("cuda")(history.to("cuda")).cpu()
     assert torch.allclose(expected, got, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls", [SASRecPolicy, GRUPolicy])
+def test_seed_fixes_the_weights_and_keeps_the_callers_rng(cls):
+    before = torch.random.get_rng_state()
+    a, b = cls(n_items=30, seed=3), cls(n_items=30, seed=3)
+    c = cls(n_items=30, seed=4)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's stream untouched
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert not all(torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
+    with pytest.raises(ValueError, match="seed must be None or an int >= 0; got -1"):
+        cls(n_items=30, seed=-1)
+
+
+@pytest.mark.parametrize("cls", [SASRecPolicy, GRUPolicy])
+def test_device_argument_places_the_policy(cls):
+    assert cls(n_items=30, seed=0, device="cpu").device == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises((RuntimeError, ValueError), match="CUDA"):
+            cls(n_items=30, seed=0, device="cuda")
