@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from agents.experiments.zoo import MODELS, ModelZoo, ZooConfig
+from agents.experiments.zoo import ALIASES, MODELS, ModelZoo, ZooConfig, canonical_name
 from recgym import leave_one_out
 from recgym.evaluation import evaluate
 from recgym.synthetic import SyntheticConfig, make_synthetic
@@ -38,7 +38,7 @@ DEFAULT_DATA = os.environ.get(
 )
 KEYS = ["data", "model", "seed"]
 ROBUSTNESS_MODELS = ("bpr-mf", "apr")
-MLE_BASED = ("gru4rec", "sasrec", "asasrec", "sasrec-continued", "mfgan", "ebseqgan")
+MLE_BASED = ("gru4rec", "sasrec", "sao", "sasrec-continued", "mfgan", "ebseqgan")
 """Systems whose numbers depend on ``--mle-loss`` (recorded in their rows)."""
 EPS = (0.5, 1.0, 2.0)
 
@@ -52,7 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="datasets: synthetic, ml-100k, amazon-beauty, amazon-sports, ...",
     )
     parser.add_argument("--data-dir", default=DEFAULT_DATA)
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument(
+        "--models", nargs="+", default=list(MODELS), choices=(*MODELS, *ALIASES),
+        type=str,
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out-dir", default="runs/reproduce")
     parser.add_argument("--device", default="cpu")
@@ -74,6 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="MLE loss of SASRec/GRU4Rec (bce: SASRec's, for large catalogues)",
     )
     args = parser.parse_args(argv)
+    args.models = [canonical_name(m) for m in args.models]  # former names (asasrec) accepted
     if args.quick:
         args.data, args.seeds = ["synthetic"], args.seeds[:1]
     return args  # fmt: skip

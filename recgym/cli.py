@@ -4,7 +4,9 @@
 dataset from its ground-truth user model, evaluates reference recommenders (random, popularity,
 the true user model) under full ranking and sampled protocols, and rolls out policies in the
 batched environment under the hit and oracle rewards. ``recgym data`` prints a dataset's
-statistics; ``recgym evaluate`` evaluates a reference recommender on any dataset.
+statistics; ``recgym reference popularity|random`` evaluates a reference recommender on any
+dataset. The training commands (``train``, ``evaluate CKPT``, ``rollout CKPT``) join these in the
+one ``recgym`` parser of ``agents.experiments.cli``.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def run_data(args: argparse.Namespace) -> None:
     print("leave-one-out segments:", split.segment_sizes())
 
 
-def run_evaluate(args: argparse.Namespace) -> None:
+def run_reference(args: argparse.Namespace) -> None:
     """Evaluate a reference recommender on a dataset and print the tidy metrics."""
     dataset = load_data(args.data, args.data_dir, args.download, args.seed)
     split = leave_one_out(dataset)
@@ -156,10 +158,16 @@ def run_evaluate(args: argparse.Namespace) -> None:
     print(df.to_string(index=False))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``recgym`` command."""
-    parser = argparse.ArgumentParser(prog="recgym", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command")
+REFERENCE_MODELS = ("popularity", "random")
+"""``recgym reference <name>`` evaluates one of these; former spelling ``recgym evaluate <name>``."""
+
+
+def add_commands(sub) -> dict:  # noqa: D417 - sub: argparse's subparsers action
+    """Add ``demo``, ``data`` and ``reference`` to an argparse subparsers object.
+
+    Returns:
+        command name -> handler taking the parsed ``argparse.Namespace``.
+    """
     demo = sub.add_parser("demo", help="the main job on the embedded synthetic data (default)")
     demo.add_argument("--users", type=int, default=2000)
     demo.add_argument("--items", type=int, default=500)
@@ -168,13 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (demo,) + tuple(_data_parsers(sub)):
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (never a fallback)")
+    return dict(HANDLERS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``recgym`` commands of this layer (no training)."""
+    parser = argparse.ArgumentParser(prog="recgym", description=__doc__.splitlines()[0])
+    add_commands(parser.add_subparsers(dest="command"))
     return parser
 
 
 def _data_parsers(sub) -> list[argparse.ArgumentParser]:
     data = sub.add_parser("data", help="dataset statistics")
-    ev = sub.add_parser("evaluate", help="evaluate a reference recommender")
-    ev.add_argument("model", choices=("popularity", "random"))
+    ev = sub.add_parser("reference", help="evaluate a reference recommender (popularity, random)")
+    ev.add_argument("model", choices=REFERENCE_MODELS)
     ev.add_argument("--stage", default="test", choices=("valid", "test"))
     ev.add_argument("--protocols", nargs="+", default=["full", "uniform-100", "popularity-100"])
     ev.add_argument("--ks", nargs="+", type=int, default=[1, 5, 10, 20])
@@ -192,20 +207,36 @@ def _data_parsers(sub) -> list[argparse.ArgumentParser]:
     return [data, ev]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``recgym`` console script."""
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
+def normalize_argv(argv: Sequence[str]) -> list[str]:
+    """The default command and former spellings, decided by names only (never by files).
+
+    No command (or a leading option) means ``demo``; ``evaluate popularity|random`` is the former
+    spelling of ``reference popularity|random`` (a checkpoint file named so: pass ``./random``).
+    """
+    argv = list(argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
-        argv = ["demo", *argv]  # the main job is the default command
-    args = parser.parse_args(argv)
-    handlers = {"demo": run_demo, "data": run_data, "evaluate": run_evaluate}
+        return ["demo", *argv]
+    names = [a for a in argv[1:] if a in REFERENCE_MODELS]
+    if argv[0] == "evaluate" and names:
+        print(f"recgym: note: `recgym evaluate {names[0]}` is now `recgym reference {names[0]}`",
+              file=sys.stderr)  # fmt: skip
+        return ["reference", *argv[1:]]
+    return argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of this layer's commands (the console script is ``agents.experiments.cli``)."""
+    parser = build_parser()
+    args = parser.parse_args(normalize_argv(sys.argv[1:] if argv is None else argv))
     try:
-        handlers[args.command](args)
+        HANDLERS[args.command](args)
     except (ValueError, FileNotFoundError) as err:
         print(f"recgym: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+HANDLERS = {"demo": run_demo, "data": run_data, "reference": run_reference}
 
 
 if __name__ == "__main__":

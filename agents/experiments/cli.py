@@ -7,19 +7,19 @@ next to the popularity baseline and the true user model (the oracle)::
 
     recgym train                                   # ~2-3 min on 2 CPU cores
     recgym train mle --data ml-100k --epochs 50 --out runs/ml100k
-    recgym train ebgan --config my.toml --device cuda
+    recgym train ebseqgan --config my.toml --device cuda
     recgym evaluate runs/mfgan/checkpoint.pt
     recgym rollout runs/mfgan/checkpoint.pt --user 3 --steps 10
 
 Algorithms: ``mle`` (SASRec/GRU4Rec by maximum likelihood), ``sao`` (then APR/SAO adversarial
 embedding perturbations), ``reinforce`` (then REINFORCE on the true user model's log-likelihood
-for synthetic data, on logged-item hits otherwise), ``mfgan`` / ``ebgan`` (then adversarial
+for synthetic data, on logged-item hits otherwise), ``mfgan`` / ``ebseqgan`` (then adversarial
 rounds against a multi-factor / energy discriminator). Every setting lives in a frozen config
 dataclass; a ``--config`` TOML (or YAML) file sets them per section (``[sasrec]``, ``[mle]``,
 ``[adversarial]``, ... see :data:`agents.experiments.config_files.SECTIONS`) and flags override the file.
 
-``recgym demo``, ``recgym data`` and ``recgym evaluate popularity|random`` are handled by
-:func:`recgym.cli.main`.
+``recgym demo`` (the default), ``recgym data`` and ``recgym reference popularity|random`` come
+from :func:`recgym.cli.add_commands`: one parser, where the subcommand alone decides what runs.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 import torch
 
 from agents.experiments.config_files import (
+    ALGO_ALIASES,
     ALGOS,
     MODELS,
     load_config_file,
@@ -42,7 +42,6 @@ from agents.experiments.config_files import (
 from agents.experiments.runs import (
     LABELS,
     PHASES,
-    REFERENCE_MODELS,
     TEST_PROTOCOLS,
     RunData,
     build_policy,
@@ -56,8 +55,8 @@ from agents.experiments.runs import (
     save_run,
 )
 from recgym._checks import check_n_items
-from recgym.cli import main as recgym_main
-from recgym.cli import summary_table
+from recgym.cli import HANDLERS as RECGYM_HANDLERS
+from recgym.cli import add_commands, normalize_argv, summary_table
 from recgym.device import resolve_device
 from recgym.env import BatchedRecEnv
 from recgym.env_config import EnvConfig
@@ -203,16 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recgym",
         description="Adversarial sequential recommendation as RL.",
-        epilog="Other commands: `recgym demo` (default), `recgym data`, "
-        "`recgym evaluate popularity|random` (see `recgym demo -h`).",
+        epilog="`recgym` alone runs `recgym demo`, the main job on the synthetic data.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    add_commands(sub)
     _train_parser(sub)
     ev = sub.add_parser(
         "evaluate",
         help="evaluate a trained checkpoint",
-        description="Evaluate a `recgym train` checkpoint. (`recgym evaluate popularity|random "
-        "--data ...` evaluates a reference recommender instead.)",
+        description="Evaluate a `recgym train` checkpoint (`recgym reference popularity|random "
+        "--data ...` evaluates a reference recommender).",
     )
     ev.add_argument("checkpoint", help="a checkpoint.pt written by `recgym train`")
     ev.add_argument("--stage", default="test", choices=("valid", "test"))
@@ -240,7 +239,9 @@ def _train_parser(sub) -> None:
         description="Train a policy. Precedence: the CLI's quick defaults < --config file < "
         "flags. Without arguments: the embedded ~3-minute synthetic MFGAN run.",
     )
-    tr.add_argument("algo", nargs="?", default=None, choices=ALGOS, help="default: mfgan")
+    tr.add_argument(
+        "algo", nargs="?", default=None, choices=(*ALGOS, *ALGO_ALIASES), help="default: mfgan"
+    )
     tr.add_argument("--data", default=None, help="synthetic | ml-100k | amazon-beauty | PATH")
     tr.add_argument("--data-dir", default=None, help="where the datasets live")
     tr.add_argument("--download", action="store_true", default=None, help="download if missing")
@@ -256,29 +257,16 @@ def _train_parser(sub) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``recgym`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not _ours(argv):
-        return recgym_main(argv)
+    """Entry point of the ``recgym`` console script: one parser, every subcommand."""
+    argv = normalize_argv(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     handlers = {"train": run_train, "evaluate": run_evaluate, "rollout": run_rollout}
     try:
-        handlers[args.command](args)
+        (handlers | RECGYM_HANDLERS)[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, ImportError, RecGymError) as err:
         print(f"recgym: error: {err}", file=sys.stderr)
         return 2
     return 0
-
-
-def _ours(argv: list[str]) -> bool:
-    """Whether ``argv`` is a command of this module rather than of ``recgym.cli``."""
-    if not argv:
-        return False
-    if argv[0] in ("-h", "--help", "train", "rollout"):
-        return True
-    if argv[0] == "evaluate":  # `evaluate popularity|random` is recgym.cli's
-        return not any(a in REFERENCE_MODELS and not Path(a).exists() for a in argv[1:])
-    return False
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import os
 import sys
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
@@ -195,9 +196,11 @@ def _is_tuple_type(annotation: Any) -> bool:
 
 
 # ---------------------------------------------------------------------- the train command's schema
-ALGOS: tuple[str, ...] = ("mle", "mfgan", "ebgan", "sao", "reinforce")
+ALGOS: tuple[str, ...] = ("mle", "mfgan", "ebseqgan", "sao", "reinforce")
 MODELS: tuple[str, ...] = ("sasrec", "gru")
-ADVERSARIAL_ALGOS = ("mfgan", "ebgan")
+ALGO_ALIASES: dict[str, str] = {"ebgan": "ebseqgan"}
+"""Former names still accepted (with a ``DeprecationWarning``) for one release."""
+ADVERSARIAL_ALGOS = ("mfgan", "ebseqgan")
 
 SECTIONS: dict[str, str] = {
     "synthetic": "recgym.synthetic:SyntheticConfig",
@@ -242,7 +245,7 @@ class TrainConfig:
         seed: seeds the data generation, the weights and every config's ``seed`` left unset.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ... (never a silent fallback).
         out: output directory; ``None`` = ``runs/<algo>``.
-        rounds: length of the phase after MLE: adversarial rounds (``mfgan``/``ebgan``, sets
+        rounds: length of the phase after MLE: adversarial rounds (``mfgan``/``ebseqgan``, sets
             ``[adversarial] n_rounds``), perturbed epochs (``sao``, default 3) or policy-gradient
             updates (``reinforce``, default 20). Unused by ``mle``.
     """
@@ -258,6 +261,10 @@ class TrainConfig:
     rounds: int | None = None
 
     def __post_init__(self) -> None:
+        if self.algo in ALGO_ALIASES:
+            new = ALGO_ALIASES[self.algo]
+            warnings.warn(f"algo {self.algo!r} is now {new!r}", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "algo", new)
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {ALGOS}; got {self.algo!r}")
         if self.model not in MODELS:

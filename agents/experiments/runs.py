@@ -53,8 +53,6 @@ REWARD_CLASSES = {
 runs pickled code). Files of older versions name classes by module path; they are translated with
 ``recgym._torch_io.LEGACY_KEYS``."""
 LABELS = {"sasrec": "SASRec", "gru": "GRU4Rec"}
-REFERENCE_MODELS = ("popularity", "random")
-"""``recgym evaluate <name>`` evaluates a reference recommender (``recgym.cli``)."""
 
 
 # ---------------------------------------------------------------------- data
@@ -177,7 +175,7 @@ PHASES = {
     "sao": sao_phase,
     "reinforce": reinforce_phase,
     "mfgan": adversarial_phase,
-    "ebgan": adversarial_phase,
+    "ebseqgan": adversarial_phase,
 }
 
 

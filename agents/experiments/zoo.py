@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,6 +146,7 @@ class ModelZoo:
 
     def fit(self, name: str) -> FitResult:
         """Train system ``name`` (one of :data:`MODELS`); starting points are cached."""
+        name = canonical_name(name)
         if name not in FITTERS:
             raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
         if name in self._cache:
@@ -358,7 +360,7 @@ FITTERS: dict[str, Callable[[ModelZoo], Fitted]] = {
     "apr": _apr,
     "gru4rec": _mle("gru"),
     "sasrec": _mle("sasrec"),
-    "asasrec": _sao,
+    "sao": _sao,
     "sasrec-continued": _continue_sasrec,
     "acvae": _acvae,
     "mfgan": _mfgan,
@@ -368,3 +370,13 @@ FITTERS: dict[str, Callable[[ModelZoo], Fitted]] = {
 CACHED = frozenset({"sasrec", "gru4rec", "bpr-mf"})
 """Systems other systems start from: kept after their first fit."""
 MODELS = tuple(FITTERS)
+ALIASES: dict[str, str] = {"asasrec": "sao", "ebgan": "ebseqgan"}
+"""Former zoo names (and the CLI's former ``ebgan``), accepted for one release."""
+
+
+def canonical_name(name: str) -> str:
+    """Today's name of a system (former names translated, with a ``DeprecationWarning``)."""
+    if name in ALIASES:
+        warnings.warn(f"model {name!r} is now {ALIASES[name]!r}", DeprecationWarning, stacklevel=3)
+        return ALIASES[name]
+    return name

@@ -122,7 +122,7 @@ def test_rollout_shows_per_factor_rewards_of_a_multifactor_checkpoint(mfgan_run,
     assert "factor/item_id" in out and "factor/genre" in out
 
 
-@pytest.mark.parametrize("algo", ["sao", "reinforce", "ebgan"])
+@pytest.mark.parametrize("algo", ["sao", "reinforce", "ebseqgan"])
 def test_train_other_algorithms(algo, tiny_toml, tmp_path, capsys):
     assert train(tiny_toml, tmp_path, algo, "--rounds", "1") == 0
     assert f"SASRec {algo.upper()}" in capsys.readouterr().out
@@ -150,13 +150,29 @@ def test_rebuild_refuses_classes_outside_the_allow_list():
         cli.rebuild_policy(entry, device=torch.device("cpu"))
 
 
-def test_other_commands_are_delegated_to_recgym_cli(monkeypatch):
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        ([], "demo"),
+        (["--seed", "1"], "demo"),
+        (["data"], "data"),
+        (["reference", "random", "--data", "x"], "reference"),
+        (["evaluate", "--data", "x", "random"], "reference"),  # the former spelling
+        (["evaluate", "random.pt"], "evaluate"),
+        (["evaluate", "./random"], "evaluate"),
+    ],
+)
+def test_the_subcommand_alone_decides_what_runs(argv, command, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "random").write_text("a file named like a reference model changes nothing")
     calls = []
-    monkeypatch.setattr(cli, "recgym_main", lambda argv: calls.append(argv) or 0)
-    delegated = [[], ["demo", "--users", "10"], ["data"], ["evaluate", "--data", "x", "random"]]
-    for argv in delegated:
-        assert cli.main(argv) == 0
-    assert calls == delegated
+    for name in ("demo", "data", "reference"):
+        monkeypatch.setitem(cli.RECGYM_HANDLERS, name, lambda a, n=name: calls.append((n, a)))
+    monkeypatch.setattr(cli, "run_evaluate", lambda a: calls.append(("evaluate", a)))
+    assert cli.main(argv) == 0
+    assert [name for name, _ in calls] == [command]
+    if argv[:1] == ["--seed"]:
+        assert calls[0][1].seed == 1
 
 
 def test_help_lists_the_training_commands(capsys):

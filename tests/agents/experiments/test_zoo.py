@@ -24,7 +24,7 @@ def test_every_system_fits_and_ranks(zoo, name):
     assert frame["value"].between(0, 1).all()
 
 
-@pytest.mark.parametrize(("name", "base"), [("asasrec", "sasrec"), ("sasrec-continued", "sasrec"),
+@pytest.mark.parametrize(("name", "base"), [("sao", "sasrec"), ("sasrec-continued", "sasrec"),
                                             ("mfgan", "sasrec"),
                                             ("ebseqgan", "gru4rec")])  # fmt: skip
 def test_fine_tuning_never_loses_on_validation(zoo, name, base):
@@ -36,7 +36,7 @@ def test_fine_tuning_never_loses_on_validation(zoo, name, base):
 
 def test_sao_and_its_control_start_from_the_same_weights(zoo):
     """SAO's control differs from SAO only by the adversary: same start, same epochs."""
-    start, sao, control = zoo.fit("sasrec"), zoo.fit("asasrec"), zoo.fit("sasrec-continued")
+    start, sao, control = zoo.fit("sasrec"), zoo.fit("sao"), zoo.fit("sasrec-continued")
     for fit in (sao, control):
         assert fit.info["valid_ndcg10_start"] == pytest.approx(start.info["valid_ndcg10"])
         assert fit.info["epochs_run"] <= zoo.config.sao_epochs
@@ -79,3 +79,12 @@ def test_mle_loss_reaches_the_trainer_and_mfgan_variants_share_the_start(synthet
     sdsf = zoo.fit_mfgan(variant="sdsf")
     assert sdsf.total_seconds >= start.total_seconds + sdsf.fit_seconds - 1e-9
     assert sdsf.recommender is not start.recommender and zoo.fit("sasrec") is start
+
+
+@pytest.mark.parametrize(("old", "new"), [("asasrec", "sao"), ("ebgan", "ebseqgan")])
+def test_former_names_are_aliases_with_a_warning(old, new):
+    from agents.experiments.zoo import canonical_name
+
+    with pytest.warns(DeprecationWarning, match=f"now '{new}'"):
+        assert canonical_name(old) == new
+    assert canonical_name(new) == new
