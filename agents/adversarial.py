@@ -36,7 +36,6 @@ from agents.adversarial_steps import (
     mean_metrics,
     progress_bar,
     summary_writer,
-    validation_metrics,
 )
 from agents.checkpoint import (
     draw_seed,
@@ -46,10 +45,12 @@ from agents.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from agents.early_stopping import validation_metrics
 from agents.mle import MLEConfig, MLETrainer
 from agents.policy import SequencePolicy
 from agents.quality import catalogue_coverage, gini, oracle_continuation_loglik
-from agents.reinforce import BASELINES, PGConfig, PolicyGradientTrainer, check_float, check_int
+from agents.reinforce import BASELINES, PGConfig, PolicyGradientTrainer
+from recgym._checks import check_float, check_int
 from recgym._torch_io import config_to_dict
 from recgym.device import resolve_device
 from recgym.env import BatchedRecEnv

@@ -12,9 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.early_stopping import validation_metrics  # noqa: F401 - re-exported
+from agents.actions import sample_continuations
 from agents.policy import SequencePolicy
-from agents.reinforce import sample_continuations
 from recgym._checks import check_n_items
 from recgym.splits import Split
 from rewards.base import RewardModel

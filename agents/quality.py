@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from agents.actions import next_log_probs, sample_items
 from agents.checkpoint import draw_seed
 from agents.policy import SequencePolicy
-from agents.reinforce import next_log_probs, sample_items
 from recgym._torch_io import evaluating
 from recgym.env import BatchedRecEnv
 from recgym.env_config import EnvConfig

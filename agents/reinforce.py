@@ -23,12 +23,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from agents.actions import (  # noqa: F401 - re-exported for callers of agents.reinforce
-    action_logits,
-    next_log_probs,
-    sample_continuations,
-    sample_items,
-)
+from agents.actions import action_logits, next_log_probs, sample_items
 from agents.checkpoint import draw_seed, forked_global_rng
 from agents.policy import SequencePolicy
 from recgym._checks import check_float, check_int

@@ -15,6 +15,7 @@ Every model here is a ``recgym.types.RewardFn``: pass it to any recgym environme
 from __future__ import annotations
 
 from recgym._torch_io import atomic_torch_save, evaluating
+from recgym.reference import HitReward, OracleReward
 from rewards.attention import SelfAttentionEncoder
 from rewards.base import (
     REWARD_FORMS,
@@ -25,7 +26,7 @@ from rewards.base import (
     separation_accuracy,
 )
 from rewards.energy import EnergyConfig, EnergyDiscriminator
-from rewards.frozen import FrozenRecommenderReward, HitReward, OracleReward
+from rewards.frozen import FrozenRecommenderReward
 from rewards.interpret import factor_scores_frame, plot_factor_scores
 from rewards.multifactor import MultiFactorConfig, MultiFactorDiscriminator, combine
 from rewards.negatives import (

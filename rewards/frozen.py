@@ -1,7 +1,8 @@
-"""Reference rewards: the logged-item hit, a known user model, and a frozen recommender.
+"""A frozen recommender as a reference reward.
 
-:class:`HitReward` and :class:`OracleReward` live in ``recgym.reference`` and are re-exported
-here so that every reward a user might plug in is importable from ``rewards``.
+(The logged-item hit and the known user model, :class:`~recgym.reference.HitReward` and
+:class:`~recgym.reference.OracleReward`, live in ``recgym.reference``; ``rewards`` exports
+them too, so every reward a user might plug in is importable from ``rewards``.)
 :class:`FrozenRecommenderReward` turns any trained ``recgym.types.Recommender`` (SASRec, a
 Markov chain, MF-BPR, ...) into a fixed reward: how likely the recommender finds the action.
 """
@@ -14,13 +15,12 @@ import torch
 from torch import Tensor, nn
 
 from recgym._torch_io import evaluating
-from recgym.reference import HitReward, OracleReward
 from recgym.types import Recommender, SessionState
 
 RecommenderForm = Literal["log_prob", "reciprocal_rank"]
 RECOMMENDER_FORMS: tuple[str, ...] = ("log_prob", "reciprocal_rank")
 
-__all__ = ["FrozenRecommenderReward", "HitReward", "OracleReward"]
+__all__ = ["FrozenRecommenderReward"]
 
 
 class FrozenRecommenderReward:

@@ -10,13 +10,13 @@ import torch
 
 import agents.adversarial as adversarial
 from agents.adversarial import AdversarialConfig, AdversarialTrainer, PolicyNegatives
-from agents.adversarial_steps import validation_metrics
 from agents.checkpoint import (
     load_checkpoint,
     make_checkpoint,
     restore_checkpoint,
     save_checkpoint,
 )
+from agents.early_stopping import validation_metrics
 from agents.sasrec import SASRecConfig, SASRecPolicy
 from recgym.errors import RecGymError
 from rewards import EnergyConfig, EnergyDiscriminator, MultiFactorConfig, MultiFactorDiscriminator

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from agents.actions import sample_continuations
 from agents.policy import SequencePolicy
 from agents.reinforce import (
     PGConfig,
@@ -18,7 +19,6 @@ from agents.reinforce import (
     mc_q_values,
     policy_gradient_loss,
     returns_to_go,
-    sample_continuations,
 )
 from recgym import BatchedRecEnv, EnvConfig, HitReward, SequenceDataset, leave_one_out
 
