@@ -183,7 +183,8 @@ def _module_entry(module: nn.Module) -> dict[str, Any]:
 def _load_module(entry: Mapping[str, Any], module: nn.Module, what: str) -> None:
     expected = class_key(type(module))
     if canonical_key(entry.get("class")) != expected:
-        raise RecGymError(f"the checkpoint's {what} is a {entry.get('class')!r}; got a {expected!r}")
+        got = entry.get("class")
+        raise RecGymError(f"the checkpoint's {what} is a {got!r}; got a {expected!r}")
     try:
         module.load_state_dict(entry["state_dict"])
     except RuntimeError as err:

@@ -7,9 +7,9 @@ the same in both forms.
 
 * ``every position``: logits at all ``B x L`` positions (``(64, 50, n_items + 1)``), then the
   loss picks the positions that have a target.
-* ``recgym``: :func:`agents.baselines.acvae.training.drop_padding_columns` drops the leading columns that
-  are padding in every row, and ``ACVAEPolicy.decode(codes, where)`` computes logits only at
-  target positions (the same loss, ``tests/agents/test_acvae.py``).
+* ``recgym``: :func:`agents.baselines.acvae.training.drop_padding_columns` drops the leading
+  columns that are padding in every row, and ``ACVAEPolicy.decode(codes, where)`` computes
+  logits only at target positions (the same loss, ``tests/agents/baselines/test_acvae.py``).
 
 The two forms alternate step by step, so machine load hits both alike.
 

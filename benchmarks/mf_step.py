@@ -5,11 +5,12 @@ A step = loss, backward, Adagrad update, on random ``(user, positive, negative)`
 * BPR, ``dense``: ``weight[users]`` indexing gives dense ``(n_users, D)`` and ``(n_items + 1,
   D)`` gradients, and Adagrad updates every row of both tables. ``recgym``:
   ``BPRMFRecommender.rows`` gives sparse gradients and Adagrad touches only the batch's rows
-  (the same update, ``tests/agents/test_mf.py``).
+  (the same update, ``tests/agents/baselines/test_mf.py``).
 * APR, ``dense``: the fast-gradient ``Δ_adv`` held as whole tables (``adversarial_loss`` over
-  the tables) on top of dense gradients. ``recgym``: :func:`agents.baselines.apr.batch_apr_loss`, ``Δ``
+  the tables) on top of dense gradients. ``recgym``:
+  :func:`agents.baselines.apr.batch_apr_loss`, ``Δ``
   on the batch's distinct rows, sparse gradients (the same objective,
-  ``tests/agents/test_apr.py``).
+  ``tests/agents/baselines/test_apr.py``).
 
 Usage::
 

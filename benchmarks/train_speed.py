@@ -3,7 +3,8 @@
 Each dataset runs in a fresh child process, so its peak resident memory (``ru_maxrss``) is its
 own. Per dataset the child measures:
 
-- SASRec MLE (``agents.experiments.zoo`` settings: d = 64, 2 blocks, ``max_len`` 50, Adam 1e-3, batch 128,
+- SASRec MLE (``agents.experiments.zoo`` settings: d = 64, 2 blocks, ``max_len`` 50, Adam 1e-3,
+  batch 128,
   validation every 2 epochs, patience 5) until early stopping or ``--max-epochs``: seconds per
   epoch, seconds until the best validation NDCG@10 was reached, total seconds, that NDCG;
 - the baseline measured in the same process: the faster of two epochs of the same model with

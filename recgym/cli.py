@@ -159,7 +159,7 @@ def run_reference(args: argparse.Namespace) -> None:
 
 
 REFERENCE_MODELS = ("popularity", "random")
-"""``recgym reference <name>`` evaluates one of these; former spelling ``recgym evaluate <name>``."""
+"""``recgym reference <name>`` evaluates one of these (formerly ``recgym evaluate <name>``)."""
 
 
 def add_commands(sub) -> dict:  # noqa: D417 - sub: argparse's subparsers action

@@ -1,4 +1,4 @@
-"""BPR training of :class:`~agents.baselines.mf.BPRMFRecommender` with early stopping on validation NDCG@10.
+"""BPR training of :class:`~agents.baselines.mf.BPRMFRecommender`, early-stopped on NDCG@10.
 
 Follows the MF-BPR stage of APR's reference code (``hexiangnan/adversarial_personalized_ranking``,
 ``AMF.py``): every epoch shuffles the unique training ``(user, item)`` pairs, draws one uniform
@@ -10,8 +10,8 @@ tables (``reg`` 0 by default). The last, smaller batch of an epoch is kept (``AM
 Unlike ``AMF.py``, which trains a fixed number of epochs and reports its best, the model is
 ranked on the split's validation targets (full ranking, :func:`recgym.evaluate`) every
 ``eval_every`` epochs and training stops when validation NDCG@10 has not improved for
-``patience`` evaluations; the best weights are restored. :class:`agents.baselines.apr.APRTrainer` reuses
-this loop with the adversarial objective.
+``patience`` evaluations; the best weights are restored.
+:class:`agents.baselines.apr.APRTrainer` reuses this loop with the adversarial objective.
 """
 
 from __future__ import annotations
@@ -107,7 +107,9 @@ class BPRTrainer:
         checkpoint_path: str | os.PathLike | None = None,
     ) -> None:
         if not isinstance(model, BPRMFRecommender):
-            raise TypeError(f"model must be an agents.baselines.mf.BPRMFRecommender; got {type(model)}")
+            raise TypeError(
+                f"model must be an agents.baselines.mf.BPRMFRecommender; got {type(model)}"
+            )
         if not isinstance(split, Split):
             raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
         ds = split.dataset

@@ -16,7 +16,8 @@ embedding perturbations), ``reinforce`` (then REINFORCE on the true user model's
 for synthetic data, on logged-item hits otherwise), ``mfgan`` / ``ebseqgan`` (then adversarial
 rounds against a multi-factor / energy discriminator). Every setting lives in a frozen config
 dataclass; a ``--config`` TOML (or YAML) file sets them per section (``[sasrec]``, ``[mle]``,
-``[adversarial]``, ... see :data:`agents.experiments.config_files.SECTIONS`) and flags override the file.
+``[adversarial]``, ... see :data:`agents.experiments.config_files.SECTIONS`) and flags
+override the file.
 
 ``recgym demo`` (the default), ``recgym data`` and ``recgym reference popularity|random`` come
 from :func:`recgym.cli.add_commands`: one parser, where the subcommand alone decides what runs.

@@ -1,9 +1,9 @@
 """What ``recgym train`` runs: data loading, the training phases, and run checkpoints.
 
-``agents.experiments.cli`` parses arguments and prints; this module does the work, so a notebook or script can
-call the same phases (``mle_phase``, ``sao_phase``, ``reinforce_phase``, ``adversarial_phase``)
-and read or write the same checkpoints (``save_run`` / ``load_run``, atomic and
-``weights_only=True``).
+``agents.experiments.cli`` parses arguments and prints; this module does the work, so a notebook
+or script can call the same phases (``mle_phase``, ``sao_phase``, ``reinforce_phase``,
+``adversarial_phase``) and read or write the same checkpoints (``save_run`` / ``load_run``,
+atomic and ``weights_only=True``).
 """
 
 from __future__ import annotations

@@ -243,7 +243,8 @@ def test_mismatched_checkpoint_raises(tmp_path, tiny_dataset):
         MultiFactorDiscriminator.load(tmp_path / "bad.pt")
     payload["class"] = "rewards.energy.EnergyDiscriminator"
     torch.save(payload, tmp_path / "other.pt")
-    with pytest.raises(RecGymError, match="holds a 'rewards.energy.EnergyDiscriminator'; expected a 'multifactor'"):
+    expected = "holds a 'rewards.energy.EnergyDiscriminator'; expected a 'multifactor'"
+    with pytest.raises(RecGymError, match=expected):
         MultiFactorDiscriminator.load(tmp_path / "other.pt")
 
 

@@ -11,7 +11,8 @@ Architecture (official ``ACVAE/ACVAE-PyTorch``, ``model.py``: ``Model`` with
 
 ``n(eps) = tanh(W eps + b)``, ``eps ~ N(0, I)``: the noise is an *input* of the encoder (AVB,
 Mescheder et al. 2017), so ``q(z | x)`` is implicit and its KL term is estimated by
-:class:`agents.baselines.acvae.discriminators.AVBAdversary`. The official code samples ``eps`` even at
+:class:`~agents.baselines.acvae.discriminators.AVBAdversary`. The official code samples
+``eps`` even at
 evaluation; here eval mode (:meth:`~agents.policy.SequencePolicy.score`) uses ``eps = 0``, so
 rankings are deterministic.
 ``avb=False`` (the "without AVB" ablation) drops the noise and outputs a Gaussian

@@ -187,7 +187,8 @@ def test_save_load_round_trip_and_mismatched_files(tmp_path):
         BPRMFRecommender.load(tmp_path / "shape.pt")
     payload["class"] = "agents.sasrec.SASRecPolicy"
     torch.save(payload, tmp_path / "class.pt")
-    with pytest.raises(RecGymError, match="holds a .agents.sasrec.SASRecPolicy.; expected a .bpr-mf."):
+    expected = "holds a .agents.sasrec.SASRecPolicy.; expected a .bpr-mf."
+    with pytest.raises(RecGymError, match=expected):
         BPRMFRecommender.load(tmp_path / "class.pt")
     with pytest.raises(FileNotFoundError):
         BPRMFRecommender.load(tmp_path / "missing.pt")

@@ -1,4 +1,4 @@
-"""agents.experiments.cli and agents.experiments.config_files: train / evaluate / rollout, config files and their errors."""
+"""agents.experiments.cli and .config_files: train / evaluate / rollout, config files, errors."""
 
 from __future__ import annotations
 
