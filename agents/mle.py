@@ -117,6 +117,7 @@ def sequence_loss(
     negatives: Tensor | None = None,
     delta: Tensor | None = None,
     where: tuple[str, ...] = ("input", "output"),
+    weights: Tensor | None = None,
 ) -> Tensor:
     """Mean all-position next-item loss of a batch of windows.
 
@@ -128,21 +129,34 @@ def sequence_loss(
         negatives: ``(B, L)`` negatives for ``"bce"`` (see :func:`sample_negatives`).
         delta: optional ``(n_items + 1, D)`` item-table perturbation.
         where: where ``delta`` applies, a subset of ``("input", "output")``.
+        weights: optional ``(B,)`` per-sequence weights of the positive term (the whole CE, or
+            BCE's positive part), as MFGAN's discriminator-weighted generator step; the mean
+            stays over target positions, so all-ones weights give the unweighted loss.
     """
     d_in, d_out = split_delta(delta, where)
     valid = targets > 0
+    row_weights = None
+    if weights is not None:
+        if weights.shape != (len(targets),):
+            raise ValueError(
+                f"weights must have shape ({len(targets)},); got {tuple(weights.shape)}"
+            )
+        row_weights = weights.to(torch.float32).unsqueeze(1).expand_as(targets)[valid]
     states = policy.encode(inputs, delta=d_in)[valid]  # (M, D): only positions with a target
     table = policy.item_table(d_out)
     if loss == "ce":
         logits = states @ table.T
         logits[:, 0] = float("-inf")  # padding is never a class (and row 0 gets no gradient)
-        return F.cross_entropy(logits, targets[valid])
+        if row_weights is None:
+            return F.cross_entropy(logits, targets[valid])
+        return (F.cross_entropy(logits, targets[valid], reduction="none") * row_weights).mean()
     if loss == "bce":
         if negatives is None:
             raise ValueError("loss='bce' needs negatives (see sample_negatives)")
         pos = (states * table[targets[valid]]).sum(-1)
         neg = (states * table[negatives[valid]]).sum(-1)
-        return F.softplus(-pos).mean() + F.softplus(neg).mean()
+        positive = F.softplus(-pos) if row_weights is None else F.softplus(-pos) * row_weights
+        return positive.mean() + F.softplus(neg).mean()
     raise ValueError(f"loss must be one of {LOSSES}; got {loss!r}")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recgym import RewardFn, SessionState
+from recgym import SessionState
 from recgym.env import BatchedRecEnv
 from recgym.env_config import EnvConfig
-from recgym.reference import HitReward, LogProbOracle, OracleReward
+from recgym.reference import HitReward, OracleReward
 
 
 def state_with(target, history=None, user=None) -> SessionState:
@@ -43,7 +43,6 @@ class FakeOracle:
 def test_hit_reward():
     reward = HitReward()(state_with([3, 5, 0]), torch.tensor([3, 4, 1]))
     assert reward.tolist() == [1.0, 0.0, 0.0] and reward.dtype == torch.float32
-    assert isinstance(HitReward(), RewardFn)
 
 
 def test_hit_reward_target_zero_never_hits():
@@ -60,7 +59,6 @@ def test_oracle_reward_is_the_action_likelihood(log):
     reward = OracleReward(oracle, log=log)(state, action)
     expected = oracle.log_prob(state.history, state.user)[torch.arange(2), action]
     assert torch.allclose(reward, expected if log else expected.exp())
-    assert isinstance(oracle, LogProbOracle) and isinstance(OracleReward(oracle), RewardFn)
 
 
 def test_oracle_reward_floors_impossible_items():
@@ -91,6 +89,20 @@ def test_rewards_plug_into_the_env(tiny_split):
         _, reward, *_ = env.step(torch.tensor([1, 2, 3, 4]))
         assert reward.shape == (4,) and torch.isfinite(reward).all()
     assert oracle.calls == 2  # once per step, for the whole batch
+
+
+def test_hit_reward_in_the_env_pays_exactly_the_logged_next_item(tiny_split):
+    # isinstance(x, RewardFn) holds for any callable; what counts is what the env pays.
+    env = BatchedRecEnv(tiny_split, HitReward(), EnvConfig(max_len=3), batch_size=4, seed=0)
+    _, info = env.reset()
+    target = info["next_true_item"].clone()
+    _, reward, *_ = env.step(torch.where(target > 0, target, 1))
+    assert torch.equal(reward, (target > 0).float())
+    _, info = env.reset()
+    target = info["next_true_item"]
+    wrong = target % tiny_split.dataset.n_items + 1  # any item but the logged one
+    _, reward, *_ = env.step(wrong)
+    assert torch.equal(reward, torch.zeros(4))
 
 
 def test_oracle_reward_with_the_synthetic_user_model():
