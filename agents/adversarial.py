@@ -34,7 +34,6 @@ from agents.adversarial_steps import (
     check_components,
     discriminator_step,
     mean_metrics,
-    progress_bar,
     summary_writer,
 )
 from agents.checkpoint import (
@@ -51,6 +50,7 @@ from agents.policy import SequencePolicy
 from agents.quality import catalogue_coverage, gini, oracle_continuation_loglik
 from agents.reinforce import BASELINES, PGConfig, PolicyGradientTrainer
 from recgym._checks import check_float, check_int
+from recgym._progress import metric_postfix, progress_bar
 from recgym._torch_io import config_to_dict
 from recgym.device import resolve_device
 from recgym.env import BatchedRecEnv
@@ -238,7 +238,8 @@ class AdversarialTrainer:
         if not self.pretrained:
             self.pretrain()
         writer = summary_writer(c.log_dir)
-        bar = progress_bar(self.round, c.n_rounds, c.progress)
+        bar = progress_bar(total=c.n_rounds, initial=self.round, desc="adversarial", unit="round",
+                           enabled=c.progress)  # fmt: skip
         try:
             while self.round < c.n_rounds:
                 tic = time.perf_counter()
@@ -252,7 +253,8 @@ class AdversarialTrainer:
                 row["time/round_s"] = time.perf_counter() - tic
                 self._end_round(row, writer)
                 bar.update(1)
-                bar.set_postfix({k: f"{row[k]:.4f}" for k in ("reward/mean", "disc/auc")})
+                bar.set_postfix(metric_postfix(row, reward="reward/mean", auc="disc/auc",
+                                               val_ndcg10="eval/NDCG@10"))  # fmt: skip
         finally:
             bar.close()
             if writer is not None:

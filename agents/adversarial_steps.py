@@ -83,22 +83,3 @@ def summary_writer(log_dir: str | None) -> Any:
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(log_dir=str(log_dir))
-
-
-class _NoBar:
-    """Stands in for a tqdm bar when progress is off (tqdm.auto then is never imported)."""
-
-    def update(self, n: int = 1) -> None: ...
-
-    def set_postfix(self, *args: Any, **kwargs: Any) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def progress_bar(start: int, total: int, enabled: bool) -> Any:
-    """A tqdm bar over rounds, or a no-op stand-in when ``enabled`` is false."""
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=start, desc="adversarial", unit="round")

@@ -34,6 +34,7 @@ from agents.perturbation import PerturbationConfig, adversarial_loss, split_delt
 from agents.policy import SequencePolicy
 from agents.sequences import minibatches, training_windows
 from recgym._checks import check_float, check_int, check_model_and_split
+from recgym._progress import metric_postfix, progress_bar
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
 from recgym.splits import Split
@@ -238,21 +239,21 @@ class MLETrainer:
         if cfg.evaluate_start:
             rows.append({"epoch": 0, **self.validate(), "time/elapsed_s": 0.0})
             best.update(rows[0], self.policy, self.checkpoint_path)
-        epochs = range(1, cfg.epochs + 1)
-        bar = _progress(epochs) if self.progress else epochs
-        for epoch in bar:
-            tic = time.perf_counter()
-            row = {"epoch": epoch, **self._epoch(inputs, targets, order, negatives)}
-            row["time/epoch_s"] = time.perf_counter() - tic
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                row.update(self.validate())
-            row["time/elapsed_s"] = time.perf_counter() - start
-            rows.append(row)
-            _log(writer, row, epoch)
-            if self.progress:
-                bar.set_postfix(loss=f"{row['mle/loss']:.4f}", ndcg=row.get("eval/NDCG@10"))
-            if "eval/NDCG@10" in row and best.update(row, self.policy, self.checkpoint_path):
-                break
+        bar = progress_bar(total=cfg.epochs, desc="mle", enabled=self.progress)
+        with bar:
+            for epoch in range(1, cfg.epochs + 1):
+                tic = time.perf_counter()
+                row = {"epoch": epoch, **self._epoch(inputs, targets, order, negatives)}
+                row["time/epoch_s"] = time.perf_counter() - tic
+                if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                    row.update(self.validate())
+                row["time/elapsed_s"] = time.perf_counter() - start
+                rows.append(row)
+                _log(writer, row, epoch)
+                bar.update()
+                bar.set_postfix(metric_postfix(row, loss="mle/loss", val_ndcg10="eval/NDCG@10"))
+                if "eval/NDCG@10" in row and best.update(row, self.policy, self.checkpoint_path):
+                    break
         best.restore(self.policy)
         stopped_early = rows[-1]["epoch"] < cfg.epochs
         return MLEResult(pd.DataFrame(rows), best.epoch, best.metrics, stopped_early)
@@ -330,10 +331,3 @@ def _log(writer, row: dict, epoch: int) -> None:
     for key, value in row.items():
         if key != "epoch" and isinstance(value, float) and math.isfinite(value):
             writer.add_scalar(key, value, epoch)
-
-
-def _progress(epochs: range):
-    from tqdm.auto import tqdm
-
-    return tqdm(epochs, desc="mle", unit="epoch")
-

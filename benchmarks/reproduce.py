@@ -53,13 +53,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--data-dir", default=DEFAULT_DATA)
     parser.add_argument(
-        "--models", nargs="+", default=list(MODELS), choices=(*MODELS, *ALIASES),
+        "--models",
+        nargs="+",
+        default=list(MODELS),
+        choices=(*MODELS, *ALIASES),
         type=str,
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out-dir", default="runs/reproduce")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no tqdm bars (epoch, validation NDCG@10, ETA)"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smoke setting: synthetic data, tiny budgets, one seed"
     )
@@ -163,23 +169,31 @@ def main(argv: list[str] | None = None) -> int:
     overrides |= {} if args.acvae_epochs is None else {"acvae_epochs": args.acvae_epochs}
     overrides |= {} if args.mle_epochs is None else {"mle_epochs": args.mle_epochs}
     config = ZooConfig(**(config.__dict__ | overrides))
+    print(f"results: {path} (a row per cell as it finishes; a rerun resumes), "
+          f"tables: {out / 'summary.md'}", flush=True)  # fmt: skip
+    n_cells, cell, tic = len(args.data) * len(args.seeds) * len(args.models), 0, time.perf_counter()
     for name in args.data:
         split = load_split(name, args.data_dir, args.quick)
         for seed in args.seeds:
-            zoo = ModelZoo(split, config, seed=seed, device=args.device)
+            zoo = ModelZoo(split, config, seed=seed, device=args.device,
+                           progress=not args.no_progress)  # fmt: skip
             for model in args.models:
+                cell += 1
                 # another run may share this table: re-read before and after each cell
                 results = pd.read_csv(path) if path.exists() else results
                 if (name, model, str(seed)) in set(map(tuple, results[KEYS].astype(str).values)):
                     continue
+                print(f"[{cell}/{n_cells}] {name} {model} seed={seed}", flush=True)
                 row = run_cell(zoo, name, model, seed, args.device)
-                print(f"{name} {model} seed={seed}: full NDCG@10 {row['full/NDCG@10']:.4f}, "
-                      f"fit {row['fit_s']:.0f} s", flush=True)  # fmt: skip
+                print(f"[{cell}/{n_cells}] {name} {model} seed={seed}: full NDCG@10 "
+                      f"{row['full/NDCG@10']:.4f}, fit {row['fit_s']:.0f} s, "
+                      f"{time.perf_counter() - tic:.0f} s so far", flush=True)  # fmt: skip
                 results = pd.read_csv(path) if path.exists() else results
                 results = pd.concat([results, pd.DataFrame([row])], ignore_index=True)
                 _atomic_write(path, results.to_csv(index=False))
                 _atomic_write(out / "summary.md", summarise(results))
     print(summarise(results))
+    print(f"wrote {path} and {out / 'summary.md'}")
     return 0
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from recgym._checks import check_float, check_int
+from recgym._progress import progress_bar
 from recgym._torch_io import evaluating
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
@@ -142,24 +143,23 @@ def _train(
     generator = _generator(device, config.seed + 2)
     optimizer = model.configure_optimizer(lr=config.lr, weight_decay=config.weight_decay)
     rows, best, best_state, stale, start = [], -math.inf, None, 0, time.perf_counter()
-    epochs = range(1, config.epochs + 1)
-    bar = _progress(epochs) if progress else epochs
-    for epoch in bar:
-        train_loss = _epoch(model, train_real, sampler, generator, cpu, optimizer, config)
-        metrics = _validate(model, valid_real, valid_fake, config.batch_size)
-        rows.append(
-            {"epoch": epoch, "train_loss": train_loss, **metrics,
-             "seconds": time.perf_counter() - start}
-        )  # fmt: skip
-        if progress:
-            bar.set_postfix(loss=f"{train_loss:.4f}", auc=f"{metrics['valid_auc']:.4f}")
-        if metrics["valid_auc"] > best:
-            best, stale = metrics["valid_auc"], 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
+    with progress_bar(total=config.epochs, desc="pretrain", enabled=progress) as bar:
+        for epoch in range(1, config.epochs + 1):
+            train_loss = _epoch(model, train_real, sampler, generator, cpu, optimizer, config)
+            metrics = _validate(model, valid_real, valid_fake, config.batch_size)
+            rows.append(
+                {"epoch": epoch, "train_loss": train_loss, **metrics,
+                 "seconds": time.perf_counter() - start}
+            )  # fmt: skip
+            bar.update()
+            bar.set_postfix(loss=f"{train_loss:.4f}", val_auc=f"{metrics['valid_auc']:.4f}")
+            if metrics["valid_auc"] > best:
+                best, stale = metrics["valid_auc"], 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
     if best_state is not None:
         model.load_state_dict(best_state)
     history = pd.DataFrame(rows)
@@ -218,9 +218,3 @@ def _validate(model: RewardModel, real: Tensor, fake: Tensor, batch_size: int) -
 
 def _generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
-
-
-def _progress(epochs: range):
-    from tqdm.auto import tqdm
-
-    return tqdm(epochs, desc="pretrain", unit="epoch")

@@ -18,10 +18,13 @@ def load_script(name: str):
     return module
 
 
-def test_reproduce_quick_writes_and_resumes(tmp_path):
+def test_reproduce_quick_writes_and_resumes(tmp_path, capsys):
     reproduce = load_script("reproduce")
     argv = ["--quick", "--models", "popularity", "sasrec", "apr", "--out-dir", str(tmp_path)]
     assert reproduce.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert f"results: {tmp_path / 'results.csv'}" in out and "[2/3] synthetic sasrec" in out
+    assert "mle" in err and "val_ndcg10=" in err  # the fit's bar: epochs, validation, ETA
     results = pd.read_csv(tmp_path / "results.csv")
     assert results["model"].tolist() == ["popularity", "sasrec", "apr"]
     assert {"full/NDCG@10", "uniform-100/HR@10", "popularity-100/MRR", "fit_s"} <= set(results)

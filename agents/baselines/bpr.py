@@ -28,6 +28,7 @@ from torch import Tensor
 from agents.baselines.mf import BPRMFRecommender, NegativeSampler, training_pairs
 from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
 from recgym._checks import check_float, check_int
+from recgym._progress import metric_postfix, progress_bar
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
 from recgym.splits import Split
@@ -150,20 +151,21 @@ class BPRTrainer:
         negatives = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         best = BestWeights(patience=cfg.patience)
         rows = []
-        epochs = range(1, cfg.epochs + 1)
-        bar = _progress(epochs, self.prefix) if self.progress else epochs
-        for epoch in bar:
-            start = time.perf_counter()
-            row = {"epoch": epoch, **self._epoch(users, items, sampler, order, negatives)}
-            row["time/epoch_s"] = time.perf_counter() - start
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                row.update(self.validate())
-            row["time/elapsed_s"] = time.perf_counter() - tic
-            rows.append(row)
-            if self.progress:
-                bar.set_postfix(loss=f"{row[f'{self.prefix}/loss']:.4f}")
-            if "eval/NDCG@10" in row and best.update(row, self.model, self.checkpoint_path):
-                break
+        with progress_bar(total=cfg.epochs, desc=self.prefix, enabled=self.progress) as bar:
+            for epoch in range(1, cfg.epochs + 1):
+                start = time.perf_counter()
+                row = {"epoch": epoch, **self._epoch(users, items, sampler, order, negatives)}
+                row["time/epoch_s"] = time.perf_counter() - start
+                if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                    row.update(self.validate())
+                row["time/elapsed_s"] = time.perf_counter() - tic
+                rows.append(row)
+                bar.update()
+                bar.set_postfix(
+                    metric_postfix(row, loss=f"{self.prefix}/loss", val_ndcg10="eval/NDCG@10")
+                )
+                if "eval/NDCG@10" in row and best.update(row, self.model, self.checkpoint_path):
+                    break
         best.restore(self.model)
         return BPRResult(
             history=pd.DataFrame(rows),
@@ -231,9 +233,3 @@ class BPRTrainer:
             self.model, self.split, max_len=1,  # MF ignores the history window
             batch_size=self.config.eval_batch_size, device=self.device,
         )  # fmt: skip
-
-
-def _progress(epochs: range, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(epochs, desc=desc, unit="epoch")

@@ -70,7 +70,10 @@ def run_train(args: argparse.Namespace) -> None:
     """Train a policy, print the test-metrics table and write the checkpoint."""
     start = time.perf_counter()
     file = load_config_file(args.config) if args.config else {}
-    settings = resolve_settings(file, vars(args), source=args.config or "")
+    flags = dict(vars(args))
+    if flags.get("progress") is None and "progress" not in file:
+        flags["progress"] = sys.stderr.isatty()  # bars for a person, none in logs and CI
+    settings = resolve_settings(file, flags, source=args.config or "")
     run = settings.train
     device = resolve_device(run.device)
     print(f"== recgym train {run.algo}: data={run.data}, model={run.model}, seed={run.seed}, "
@@ -255,6 +258,10 @@ def _train_parser(sub) -> None:
     tr.add_argument("--max-len", type=int, default=None, help="history window of the policy")
     tr.add_argument("--dim", type=int, default=None, help="embedding size of the policy")
     tr.add_argument("--out", default=None, help="output directory (default runs/<algo>)")
+    tr.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="tqdm bars over epochs and rounds (default: when stderr is a terminal)",
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -248,6 +248,8 @@ class TrainConfig:
         rounds: length of the phase after MLE: adversarial rounds (``mfgan``/``ebseqgan``, sets
             ``[adversarial] n_rounds``), perturbed epochs (``sao``, default 3) or policy-gradient
             updates (``reinforce``, default 20). Unused by ``mle``.
+        progress: tqdm bars over MLE epochs and adversarial rounds (validation NDCG@10, ETA);
+            ``recgym train`` turns them on when stderr is a terminal.
     """
 
     algo: str = "mfgan"
@@ -259,6 +261,7 @@ class TrainConfig:
     device: str = "cpu"
     out: str | None = None
     rounds: int | None = None
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if self.algo in ALGO_ALIASES:
@@ -277,8 +280,9 @@ class TrainConfig:
             isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1
         ):
             raise ValueError(f"rounds must be an int >= 1; got {self.rounds!r}")
-        if not isinstance(self.download, bool):
-            raise TypeError(f"download must be a bool; got {self.download!r}")
+        for name in ("download", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -318,7 +322,7 @@ def resolve_settings(
         file: the :func:`load_config_file` dict (``{}`` without a file).
         flags: parsed flags by name (``None`` = not given): ``algo``, ``data``, ``data_dir``,
             ``download``, ``model``, ``device``, ``seed``, ``out``, ``rounds``, ``epochs``,
-            ``max_len``, ``dim``.
+            ``max_len``, ``dim``, ``progress``.
         source: the file's name, for error messages.
 
     Raises:
@@ -352,7 +356,8 @@ def _flag_overrides(name: str, train: TrainConfig, flags: Mapping[str, Any]) -> 
         return {"epochs": flags.get("epochs")}
     if name == "adversarial":
         rounds = train.rounds if train.algo in ADVERSARIAL_ALGOS else None
-        return {"n_rounds": rounds, "max_len": flags.get("max_len")}
+        progress = True if train.progress else None  # a file's own setting stands otherwise
+        return {"n_rounds": rounds, "max_len": flags.get("max_len"), "progress": progress}
     return {}
 
 

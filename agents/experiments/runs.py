@@ -113,8 +113,10 @@ def mle_phase(policy, data: RunData, settings: RunSettings, device) -> pd.DataFr
     """Maximum-likelihood (pre-)training with early stopping on validation NDCG@10."""
     from agents.mle import MLETrainer
 
-    result = MLETrainer(policy, data.split, settings.configs["mle"], device=device).fit()
-    return result.history
+    progress = settings.train.progress
+    trainer = MLETrainer(policy, data.split, settings.configs["mle"], device=device,
+                         progress=progress)  # fmt: skip
+    return trainer.fit().history
 
 
 def sao_phase(policy, data: RunData, settings: RunSettings, device):
@@ -124,7 +126,8 @@ def sao_phase(policy, data: RunData, settings: RunSettings, device):
     epochs = settings.train.rounds or 3
     config = dataclasses.replace(settings.configs["mle"], epochs=epochs)
     perturbation = settings.configs["perturbation"]
-    trainer = MLETrainer(policy, data.split, config, device=device, perturbation=perturbation)
+    trainer = MLETrainer(policy, data.split, config, device=device, perturbation=perturbation,
+                         progress=settings.train.progress)  # fmt: skip
     return trainer.fit().history, None
 
 

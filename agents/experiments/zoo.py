@@ -125,6 +125,7 @@ class ModelZoo:
         config: sizes and budgets (``ZooConfig.quick()`` for a smoke run).
         seed: seeds every model's weights, batches, negatives and rollouts.
         device: where everything trains.
+        progress: show a tqdm bar per fit (epochs or rounds, validation NDCG@10, ETA).
     """
 
     def __init__(
@@ -134,6 +135,7 @@ class ModelZoo:
         *,
         seed: int = 0,
         device: torch.device | str = "cpu",
+        progress: bool = False,
     ) -> None:
         if not isinstance(split, Split):
             raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
@@ -142,6 +144,7 @@ class ModelZoo:
         self.split, self.seed = split, seed
         self.config = ZooConfig() if config is None else config
         self.device = resolve_device(device)
+        self.progress = progress
         self._cache: dict[str, FitResult] = {}
 
     def fit(self, name: str) -> FitResult:
@@ -201,6 +204,7 @@ class ModelZoo:
             pretrain_reward_epochs=c.reward_pretrain_epochs, eval_every=c.eval_every,
             rollout_batch_size=256, horizon=5, max_len=c.max_len, d_batch_size=256,
             policy_lr=1e-4, disc_lr=1e-3, seed=self.seed, exclude_seen=True,
+            progress=self.progress,
         )  # fmt: skip
         return AdversarialConfig(**(settings | overrides))
 
@@ -234,7 +238,13 @@ def _bpr(zoo: ModelZoo) -> Fitted:
 
     model = BPRMFRecommender.for_split(zoo.split, dim=zoo.config.dim, seed=zoo.seed)
     config = BPRConfig(epochs=zoo.config.mf_epochs, seed=zoo.seed, patience=_mf_patience(zoo))
-    return model, _mle_info(BPRTrainer(model, zoo.split, config, device=zoo.device).fit()), None
+    return (
+        model,
+        _mle_info(
+            BPRTrainer(model, zoo.split, config, device=zoo.device, progress=zoo.progress).fit()
+        ),
+        None,
+    )
 
 
 def _apr(zoo: ModelZoo) -> Fitted:
@@ -244,7 +254,13 @@ def _apr(zoo: ModelZoo) -> Fitted:
     config = APRConfig(
         epochs=zoo.config.apr_epochs, seed=zoo.seed, patience=_mf_patience(zoo), eps=0.5, lam=1.0
     )
-    return model, _mle_info(APRTrainer(model, zoo.split, config, device=zoo.device).fit()), "bpr-mf"
+    return (
+        model,
+        _mle_info(
+            APRTrainer(model, zoo.split, config, device=zoo.device, progress=zoo.progress).fit()
+        ),
+        "bpr-mf",
+    )
 
 
 def _mf_patience(zoo: ModelZoo) -> int:
@@ -258,7 +274,10 @@ def _mle(kind: str) -> Callable[[ModelZoo], Fitted]:
         from agents.mle import MLETrainer
 
         policy = zoo.new_policy(kind)
-        result = MLETrainer(policy, zoo.split, zoo.mle_config(), device=zoo.device).fit()
+        trainer = MLETrainer(
+            policy, zoo.split, zoo.mle_config(), device=zoo.device, progress=zoo.progress
+        )
+        result = trainer.fit()
         return policy, _mle_info(result), None
 
     return fit
@@ -282,7 +301,10 @@ def _continue_sasrec(zoo: ModelZoo, perturbation: Any = None) -> Fitted:
 
     policy = zoo.start_from("sasrec")
     config = zoo.mle_config(epochs=zoo.config.sao_epochs, evaluate_start=True)
-    trainer = MLETrainer(policy, zoo.split, config, device=zoo.device, perturbation=perturbation)
+    trainer = MLETrainer(
+        policy, zoo.split, config, device=zoo.device, perturbation=perturbation,
+        progress=zoo.progress,
+    )  # fmt: skip
     result = trainer.fit()
     start = result.history.loc[result.history["epoch"] == 0, "eval/NDCG@10"]
     info = _mle_info(result) | {"valid_ndcg10_start": float(start.iloc[0])}
@@ -343,7 +365,13 @@ def _acvae(zoo: ModelZoo) -> Fitted:
     config = ACVAETrainingConfig(
         epochs=c.acvae_epochs, eval_every=c.eval_every, patience=c.patience, seed=zoo.seed
     )
-    return model, _mle_info(ACVAETrainer(model, zoo.split, config, device=zoo.device).fit()), None
+    return (
+        model,
+        _mle_info(
+            ACVAETrainer(model, zoo.split, config, device=zoo.device, progress=zoo.progress).fit()
+        ),
+        None,
+    )
 
 
 def _mle_info(result: Any) -> dict[str, Any]:

@@ -266,3 +266,10 @@ def test_sasrec_on_movielens_100k():
     assert values[("NDCG", 10)] > 0.03
     assert values[("HR", 10)] > 0.06
     assert values[("NDCG", 10)] > popularity[("NDCG", 10)]
+
+
+def test_progress_shows_the_epoch_and_the_validation_metric(synthetic_split, capsys):
+    config = MLEConfig(epochs=2, batch_size=256)
+    MLETrainer(small_sasrec(), synthetic_split, config, progress=True).fit()
+    err = capsys.readouterr().err
+    assert "mle" in err and "2/2" in err and "val_ndcg10=" in err

@@ -38,6 +38,7 @@ from agents.checkpoint import forked_global_rng
 from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
 from agents.sequences import minibatches, training_windows
 from recgym._checks import check_float, check_int, check_model_and_split
+from recgym._progress import metric_postfix, progress_bar
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
 from recgym.splits import Split
@@ -155,6 +156,7 @@ class ACVAETrainer:
         config: optimisation settings (default ``ACVAETrainingConfig()``).
         device: where to train.
         checkpoint_path: save the best model there (atomically) whenever it improves.
+        progress: show a tqdm bar over epochs (loss, validation NDCG@10, ETA).
 
     Attributes:
         adversary: the AVB adversary ``T_psi`` (``None`` without AVB).
@@ -169,8 +171,10 @@ class ACVAETrainer:
         *,
         device: torch.device | str = "cpu",
         checkpoint_path: str | os.PathLike | None = None,
+        progress: bool = False,
     ) -> None:
         check_model_and_split(model, split, ACVAEPolicy, what="model")
+        self.progress = progress
         self.config = cfg = ACVAETrainingConfig() if config is None else config
         if not isinstance(cfg, ACVAETrainingConfig):
             raise TypeError(f"config must be an ACVAETrainingConfig; got {type(cfg).__name__}")
@@ -220,16 +224,19 @@ class ACVAETrainer:
         order = torch.Generator().manual_seed(cfg.seed)
         best, rows = BestWeights(patience=cfg.patience), []
         start = time.perf_counter()
-        for epoch in range(1, cfg.epochs + 1):
-            tic = time.perf_counter()
-            row = {"epoch": epoch, **self._epoch(inputs, targets, order)}
-            row["time/epoch_s"] = time.perf_counter() - tic
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                row.update(self.validate())
-            row["time/elapsed_s"] = time.perf_counter() - start
-            rows.append(row)
-            if "eval/NDCG@10" in row and best.update(row, self.model, self.checkpoint_path):
-                break
+        with progress_bar(total=cfg.epochs, desc="acvae", enabled=self.progress) as bar:
+            for epoch in range(1, cfg.epochs + 1):
+                tic = time.perf_counter()
+                row = {"epoch": epoch, **self._epoch(inputs, targets, order)}
+                row["time/epoch_s"] = time.perf_counter() - tic
+                if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                    row.update(self.validate())
+                row["time/elapsed_s"] = time.perf_counter() - start
+                rows.append(row)
+                bar.update()
+                bar.set_postfix(metric_postfix(row, loss="acvae/loss", val_ndcg10="eval/NDCG@10"))
+                if "eval/NDCG@10" in row and best.update(row, self.model, self.checkpoint_path):
+                    break
         best.restore(self.model)
         stopped = len(rows) < cfg.epochs
         return ACVAEResult(pd.DataFrame(rows), best.epoch, best.metrics, stopped)
@@ -323,4 +330,3 @@ def _update(loss: Tensor, optimizers: list, max_grad_norm: float | None) -> None
 
 def _adam(module: nn.Module | None, lr: float) -> torch.optim.Optimizer | None:
     return None if module is None else torch.optim.Adam(module.parameters(), lr=lr)
-

@@ -271,3 +271,12 @@ def test_train_mle_on_movielens_then_evaluate(tmp_path, capsys):
     checkpoint = str(tmp_path / "checkpoint.pt")
     assert cli.main(["evaluate", checkpoint, "--data-dir", str(data_dir), "--ks", "10"]) == 0
     assert "ml-100k" in capsys.readouterr().out.lower()
+
+
+def test_train_progress_bars_on_request(tiny_toml, tmp_path, capsys):
+    assert train(tiny_toml, tmp_path / "run", "mfgan", "--epochs", "2", "--rounds", "1",
+                 "--progress") == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "mle" in err and "2/2" in err and "val_ndcg10=" in err and "adversarial" in err
+    assert train(tiny_toml, tmp_path / "quiet", "mle", "--epochs", "2", "--no-progress") == 0
+    assert "val_ndcg10=" not in capsys.readouterr().err
