@@ -31,6 +31,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import Tensor
 
 from agents.policy import SequencePolicy
+from recgym._checks import check_positive_int
 from recgym.gym_env import action_to_item
 from recgym.types import append_items
 from rewards.base import RewardModel
@@ -223,8 +224,7 @@ class RewardModelCallback(BaseCallback):
             ("n_updates", n_updates),
             ("update_every_n_rollouts", update_every_n_rollouts),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+            check_positive_int(name, value)
         if isinstance(real_sampler, Tensor):
             reward_model.check_history(real_sampler.to(reward_model.device))
             if len(real_sampler) == 0:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from recgym._checks import check_positive_int
+
 
 class CandidateSampler:
     """Batched exact sampling without replacement of eligible columns, uniform or weighted.
@@ -45,8 +47,7 @@ class CandidateSampler:
     ) -> None:
         device = generator.device
         self.n_columns, self.generator, self.oversample = n_columns, generator, oversample
-        if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
-            raise ValueError(f"oversample must be an int >= 1; got {oversample!r}")
+        check_positive_int("oversample", oversample)
         self.weights = None if weights is None else weights.to(device)
         if self.weights is not None and (
             self.weights.shape != (n_columns,)

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from recgym._checks import check_positive_int
 from recgym.candidates import CandidateSampler, csr_entries
 from recgym.device import resolve_device
 from recgym.errors import DataError
@@ -89,8 +90,7 @@ class EvaluationConfig:
         object.__setattr__(self, "ks", validate_ks(self.ks))
         for name in ("max_len", "batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+            check_positive_int(name, value)
             object.__setattr__(self, name, int(value))
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise TypeError(f"seed must be an int; got {type(self.seed).__name__}")

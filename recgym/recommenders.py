@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recgym._checks import check_positive_int
 from recgym.device import resolve_device
 from recgym.splits import Split
 
@@ -78,8 +79,7 @@ class RandomRecommender:
     """
 
     def __init__(self, n_items: int, *, seed: int = 0, device: torch.device | str = "cpu") -> None:
-        if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items < 1:
-            raise ValueError(f"n_items must be an int >= 1; got {n_items!r}")
+        check_positive_int("n_items", n_items)
         self.n_items = int(n_items)
         self.seed = int(seed)
         self.device = resolve_device(device)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recgym._checks import check_int
 from recgym._torch_io import evaluating
 from recgym.device import resolve_device
 from recgym.factors import ItemFactor, ItemFactors, factors_from_payload, factors_to_payload
@@ -145,9 +146,7 @@ class MultiFactorConfig:
                 )
             object.__setattr__(self, "factors", names)
         for name in ("dim", "n_heads", "max_len", "n_blocks"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MultiFactorConfig.{name} must be an int >= 1; got {value!r}")
+            check_int(self, name, 1)
         if self.dim % self.n_heads:
             raise ValueError(f"dim={self.dim} must be divisible by n_heads={self.n_heads}")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:

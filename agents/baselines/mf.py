@@ -25,8 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agents.checkpoint import forked_global_rng
+from recgym._checks import check_positive_int, is_real
 from recgym._torch_io import atomic_torch_save, load_module, module_payload
 from recgym.arrays import expand_ranges
+from recgym.device import resolve_device
 from recgym.errors import RecGymError
 from recgym.splits import Split
 
@@ -52,6 +54,7 @@ class BPRMFRecommender(nn.Module):
             54k rows) and costs on small ones (0.3× at ML-100K's 2.6k). ``None``: sparse when
             the tables have more than :data:`SPARSE_GRAD_ROWS` rows together
             (``benchmarks/mf_step.py``).
+        device: where the tables live (``"cuda"`` without CUDA is an error).
 
     Attributes:
         user_embedding: ``(n_users, dim)`` table ``P``.
@@ -72,12 +75,12 @@ class BPRMFRecommender(nn.Module):
         init_std: float = 0.01,
         seed: int = 0,
         sparse_grad: bool | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
         super().__init__()
         for name, value in (("n_users", n_users), ("n_items", n_items), ("dim", dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"BPRMFRecommender.{name} must be an int >= 1; got {value!r}")
-        if not isinstance(init_std, (int, float)) or isinstance(init_std, bool) or init_std <= 0:
+            check_positive_int(f"BPRMFRecommender.{name}", value)
+        if not is_real(init_std) or init_std <= 0:
             raise ValueError(f"BPRMFRecommender.init_std must be a float > 0; got {init_std!r}")
         self.n_users, self.n_items, self.dim = n_users, n_items, dim
         self.init_std = float(init_std)
@@ -93,6 +96,7 @@ class BPRMFRecommender(nn.Module):
             for table in (self.user_embedding.weight, self.item_embedding.weight):
                 nn.init.trunc_normal_(table, std=init_std, a=-2 * init_std, b=2 * init_std)
             self.item_embedding.weight[0] = 0.0
+        self.to(resolve_device(device))
 
     @classmethod
     def for_split(cls, split: Split, **kwargs: Any) -> BPRMFRecommender:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from recgym._checks import check_positive_int, is_int
+
 T = TypeVar("T")
 
 TOML_SUFFIXES = (".toml",)
@@ -274,12 +276,10 @@ class TrainConfig:
             raise ValueError(f"model must be one of {MODELS}; got {self.model!r}")
         if not isinstance(self.data, str) or not self.data:
             raise ValueError(f"data must be a dataset name or path; got {self.data!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be an int >= 0; got {self.seed!r}")
-        if self.rounds is not None and (
-            isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1
-        ):
-            raise ValueError(f"rounds must be an int >= 1; got {self.rounds!r}")
+        if self.rounds is not None:
+            check_positive_int("rounds", self.rounds)
         for name in ("download", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")

@@ -27,6 +27,7 @@ import torch
 
 from agents.checkpoint import forked_global_rng
 from agents.policy import SequencePolicy
+from recgym._checks import is_int
 from recgym.device import resolve_device
 from recgym.recommenders import PopularityRecommender
 from recgym.splits import Split
@@ -139,7 +140,7 @@ class ModelZoo:
     ) -> None:
         if not isinstance(split, Split):
             raise TypeError(f"split must be a recgym.Split; got {type(split).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if not is_int(seed) or seed < 0:
             raise ValueError(f"seed must be an int >= 0; got {seed!r}")
         self.split, self.seed = split, seed
         self.config = ZooConfig() if config is None else config

@@ -37,6 +37,8 @@ from torch import Tensor, nn
 
 from agents.checkpoint import forked_global_rng
 from agents.policy import SequencePolicy
+from recgym._checks import check_fraction, check_int
+from recgym.device import resolve_device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,13 +71,9 @@ class ACVAEConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_len", "embed_dim", "hidden_dim", "latent_dim", "kernel_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ACVAEConfig.{name} must be an int >= 1; got {value!r}")
+            check_int(self, name, 1)
         for name in ("embed_dropout", "dropout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ValueError(f"ACVAEConfig.{name} must be a float in [0, 1); got {value!r}")
+            check_fraction(self, name)
         for name in ("avb", "cnn"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"ACVAEConfig.{name} must be a bool; got {getattr(self, name)!r}")
@@ -136,6 +134,7 @@ class ACVAEPolicy(SequencePolicy):
         config: the architecture (default ``ACVAEConfig()``).
         n_items: catalogue size; ids ``1..n_items``, ``0`` is padding.
         seed: seeds the weight initialisation (the caller's global RNG is left untouched).
+        device: where the weights live (``"cuda"`` without CUDA is an error).
     """
 
     checkpoint_key = "acvae"
@@ -143,7 +142,14 @@ class ACVAEPolicy(SequencePolicy):
 
     config_class = ACVAEConfig
 
-    def __init__(self, config: ACVAEConfig | None = None, *, n_items: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        config: ACVAEConfig | None = None,
+        *,
+        n_items: int,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
         config = ACVAEConfig() if config is None else config
         if not isinstance(config, ACVAEConfig):
             raise TypeError(f"config must be an ACVAEConfig; got {type(config).__name__}")
@@ -166,6 +172,7 @@ class ACVAEPolicy(SequencePolicy):
             nn.init.xavier_normal_(self.decoder_hidden.weight)
             nn.init.xavier_normal_(self.output.weight)
             nn.init.zeros_(self.output.bias)
+        self.to(resolve_device(device))
 
     # ------------------------------------------------------------------ encoder
     def latent(
