@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
 from agents.perturbation import PerturbationConfig, adversarial_loss, split_delta
@@ -35,6 +35,7 @@ from agents.policy import SequencePolicy
 from agents.sequences import minibatches, training_windows
 from recgym._checks import check_float, check_int, check_model_and_split
 from recgym._progress import metric_postfix, progress_bar
+from recgym._torch_io import optimizer_step
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
 from recgym.splits import Split
@@ -299,13 +300,8 @@ class MLETrainer:
                 "mle/clean_loss": float(adv.clean.detach()),
                 "mle/adv_loss": float(adv.adversarial.detach()),
             }
-        if not torch.isfinite(loss):
-            raise RecGymError(f"MLE loss became non-finite ({float(loss)}); lower MLEConfig.lr")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
+        optimizer_step(loss, self.optimizer, policy.parameters(), max_grad_norm=cfg.max_grad_norm,
+                       what="MLE loss", hint="lower MLEConfig.lr")  # fmt: skip
         return {"mle/loss": float(loss.detach()), **parts}
 
     # ------------------------------------------------------------------ evaluation

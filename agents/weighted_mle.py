@@ -30,7 +30,7 @@ from agents.mle import LOSSES, sample_negatives, sequence_loss
 from agents.policy import SequencePolicy
 from agents.sequences import training_windows
 from recgym._checks import check_float, check_int, check_n_items
-from recgym._torch_io import evaluating
+from recgym._torch_io import evaluating, optimizer_step
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
 from recgym.splits import Split
@@ -201,12 +201,7 @@ class WeightedMLEGenerator:
         )
         policy.train()
         loss = sequence_loss(policy, inputs, targets, loss=c.loss, negatives=negatives, weights=w)
-        if not torch.isfinite(loss):
-            raise RecGymError(f"weighted MLE loss became non-finite ({float(loss)}); lower lr")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if c.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
-        self.optimizer.step()
+        optimizer_step(loss, self.optimizer, policy.parameters(), max_grad_norm=c.max_grad_norm,
+                       what="weighted MLE loss", hint="lower WeightedMLEConfig.lr")  # fmt: skip
         return {"gen/loss": float(loss.detach()), "gen/weight_mean": float(w.mean()),
                 "gen/weight_std": float(w.std()) if len(w) > 1 else 0.0}  # fmt: skip

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -168,3 +168,27 @@ def load_module(cls: type[M], path: str | os.PathLike, *, device: Any = "cpu") -
     payload = read_weights_only(path, hint=f"write one with {cls.__qualname__}.save")
     model = rebuild_module(cls, payload, source=f"checkpoint {str(path)!r}")
     return model.to(resolve_device(device))
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    parameters: Iterable[torch.Tensor],
+    *,
+    max_grad_norm: float | None = None,
+    what: str = "loss",
+    hint: str = "lower the learning rate",
+) -> None:
+    """One guarded update: refuse a non-finite ``loss``, then zero, backpropagate, clip, step.
+
+    Raises:
+        RecGymError: ``loss`` is NaN or infinite (named by ``what``, with ``hint``); the weights
+            are left as they were, so no step is taken on a diverged loss.
+    """
+    if not bool(torch.isfinite(loss)):
+        raise RecGymError(f"{what} became non-finite ({float(loss.detach())}); {hint}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(list(parameters), max_grad_norm)
+    optimizer.step()

@@ -30,8 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recgym._torch_io import atomic_torch_save, evaluating, load_module, module_payload
-from recgym.errors import RecGymError
+from recgym._torch_io import (
+    atomic_torch_save,
+    evaluating,
+    load_module,
+    module_payload,
+    optimizer_step,
+)
 from recgym.types import RewardOutput, SessionState, append_items
 
 RewardForm = Literal["log_d", "neg_log_1m_d", "d", "logit", "neg_energy"]
@@ -184,13 +189,8 @@ class RewardModel(nn.Module, ABC):
         self.check_history(fake)
         self.train()
         loss = self.loss(real, fake)
-        if not torch.isfinite(loss):
-            raise RecGymError(f"{type(self).__name__}.loss returned a non-finite value: {loss}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(self.parameters(), max_grad_norm)
-        self.optimizer.step()
+        optimizer_step(loss, self.optimizer, self.parameters(), max_grad_norm=max_grad_norm,
+                       what=f"{type(self).__name__}.loss")  # fmt: skip
         metrics = self.evaluate(real, fake)
         metrics["disc/loss"] = float(loss.detach())
         return metrics

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from recgym._checks import check_float, check_int
 from recgym._progress import progress_bar
-from recgym._torch_io import evaluating
+from recgym._torch_io import evaluating, optimizer_step
 from recgym.device import resolve_device
-from recgym.errors import RecGymError
 from rewards.base import RewardModel, auc, logits_to_reward, separation_accuracy
 from rewards.negatives import NegativeSampler
 
@@ -184,15 +183,10 @@ def _epoch(
         real_b = real[batch]
         fake_b = sampler.sample(real_b, generator)
         loss = model.loss(real_b, fake_b)
-        if not torch.isfinite(loss):
-            raise RecGymError(
-                f"{type(model).__name__}.loss became non-finite: {float(loss.detach())}"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
+        optimizer_step(
+            loss, optimizer, model.parameters(), max_grad_norm=config.max_grad_norm,
+            what=f"{type(model).__name__}.loss", hint="lower PretrainConfig.lr",
+        )  # fmt: skip
         total += float(loss.detach()) * len(batch)
         seen += len(batch)
     return total / seen
