@@ -31,6 +31,7 @@ from agents.policy import SequencePolicy
 from agents.quality import cascading_error, oracle_continuation_loglik
 from agents.reinforce import PGConfig, PolicyGradientTrainer
 from agents.sasrec import SASRecConfig, SASRecPolicy
+from agents.weighted_mle import WeightedMLEConfig, WeightedMLEGenerator
 
 __all__ = [
     "ACVAEConfig",
@@ -59,6 +60,8 @@ __all__ = [
     "SASRecConfig",
     "SASRecPolicy",
     "SequencePolicy",
+    "WeightedMLEConfig",
+    "WeightedMLEGenerator",
     "ZooConfig",
     "adversarial_loss",
     "cascading_error",
