@@ -16,7 +16,8 @@ See ``docs/agents.md``. The main names:
 
 from __future__ import annotations
 
-from agents.adversarial import AdversarialConfig, AdversarialTrainer
+from agents.adversarial import AdversarialTrainer
+from agents.adversarial_config import AdversarialConfig
 from agents.baselines.acvae.analysis import latent_correlation
 from agents.baselines.acvae.model import ACVAEConfig, ACVAEPolicy
 from agents.baselines.acvae.training import ACVAEResult, ACVAETrainer, ACVAETrainingConfig

@@ -17,23 +17,29 @@ with exactly the weights an uninterrupted run would have.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
+from agents.adversarial_config import AdversarialConfig
 from agents.adversarial_steps import (
     PolicyNegatives,
     check_components,
+    discriminator_health,
     discriminator_step,
+    heldout_metrics,
+    heldout_reals,
     mean_metrics,
+    policy_drift,
     summary_writer,
 )
 from agents.checkpoint import (
@@ -48,8 +54,8 @@ from agents.early_stopping import validation_metrics
 from agents.mle import MLEConfig, MLETrainer
 from agents.policy import SequencePolicy
 from agents.quality import catalogue_coverage, gini, oracle_continuation_loglik
-from agents.reinforce import BASELINES, PGConfig, PolicyGradientTrainer
-from recgym._checks import check_float, check_int
+from agents.reinforce import PolicyGradientTrainer
+from agents.weighted_mle import WeightedMLEGenerator
 from recgym._progress import metric_postfix, progress_bar
 from recgym._torch_io import config_to_dict
 from recgym.device import resolve_device
@@ -57,114 +63,13 @@ from recgym.env import BatchedRecEnv
 from recgym.env_config import EnvConfig
 from recgym.errors import RecGymError
 from recgym.splits import Split
-from rewards.base import REWARD_FORMS, RewardModel
+from rewards.base import RewardModel
 from rewards.negatives import real_sequences
 from rewards.pretrain import PretrainConfig, pretrain_discriminator
 from rewards.wrappers import RewardFormWrapper
 
-Negatives = Literal["continuation", "replace_last"]
 # Fields that may change between an interrupted run and its resumption.
 _RESUMABLE = ("n_rounds", "eval_every", "checkpoint_dir", "log_dir", "progress")
-
-
-@dataclass(frozen=True, kw_only=True)
-class AdversarialConfig:
-    """Settings of :class:`AdversarialTrainer`.
-
-    Attributes:
-        n_rounds: adversarial rounds (one round = ``g_steps`` then ``d_steps``).
-        g_steps: policy-gradient updates per round.
-        d_steps: reward-model updates per round.
-        pretrain_policy_epochs: MLE epochs before the rounds (``0`` = policy already trained).
-        pretrain_reward_epochs: reward-model pre-training epochs (``0`` = none).
-        eval_every: rounds between validation rankings (the last round is always evaluated).
-        rollout_batch_size: sessions per policy-gradient rollout.
-        horizon: steps per rollout (items generated after each real prefix).
-        max_len: history window of the env, the real sequences and the evaluation.
-        d_batch_size: real (and as many fake) sequences per reward-model update.
-        negatives: fakes for the reward model: ``"continuation"`` (the newest ``k`` items of a
-            real sequence replaced by a policy continuation, ``k`` uniform in ``1..horizon``
-            per update) or ``"replace_last"`` (``k = 1``: the last item a policy sample).
-        reward_form: read the reward model's logits with another form (``None`` = its own).
-        policy_lr: Adam learning rate of the policy gradient.
-        disc_lr: Adam learning rate of the reward-model updates.
-        gamma, baseline, entropy_coef, mle_coef, mc_rollouts, maxent, alpha, exclude_seen,
-            max_grad_norm: the policy gradient's settings (see ``agents.reinforce.PGConfig``).
-        n_eval_users: real prefixes for the oracle continuation log-likelihood.
-        eval_batch_size: targets ranked at once during validation.
-        seed: seeds everything (generators, env resets, dropout, pre-training).
-        evaluate_start: rank the validation targets once after pre-training (history row
-            ``round = 0``), so the starting policy competes for "best": with it the selected
-            policy can never be worse on validation than its MLE starting point.
-        checkpoint_dir: write ``last.pt`` every round and ``best.pt`` (by validation NDCG@10).
-        log_dir: TensorBoard directory (``None`` = no TensorBoard).
-        progress: show a tqdm bar over rounds.
-    """
-
-    n_rounds: int = 10
-    g_steps: int = 1
-    d_steps: int = 1
-    pretrain_policy_epochs: int = 0
-    pretrain_reward_epochs: int = 0
-    eval_every: int = 1
-    rollout_batch_size: int = 256
-    horizon: int = 5
-    max_len: int = 50
-    d_batch_size: int = 256
-    negatives: Negatives = "continuation"
-    reward_form: str | None = None
-    policy_lr: float = 1e-4
-    disc_lr: float = 1e-4
-    gamma: float = 1.0
-    baseline: str = "batch_mean"
-    entropy_coef: float = 0.0
-    mle_coef: float = 0.0
-    mc_rollouts: int = 0
-    maxent: bool = False
-    alpha: float = 0.01
-    exclude_seen: bool = False
-    max_grad_norm: float | None = 1.0
-    n_eval_users: int = 512
-    eval_batch_size: int = 1024
-    seed: int = 0
-    evaluate_start: bool = True
-    checkpoint_dir: str | None = None
-    log_dir: str | None = None
-    progress: bool = False
-
-    def __post_init__(self) -> None:
-        positive = ("n_rounds", "g_steps", "d_steps", "eval_every", "rollout_batch_size")
-        positive += ("horizon", "max_len", "d_batch_size", "n_eval_users", "eval_batch_size")
-        for name in positive:
-            check_int(self, name, 1)
-        for name in ("pretrain_policy_epochs", "pretrain_reward_epochs", "seed"):
-            check_int(self, name, 0)
-        for name in ("policy_lr", "disc_lr"):
-            check_float(self, name, positive=True)
-        if self.negatives not in ("continuation", "replace_last"):
-            raise ValueError(
-                f"AdversarialConfig.negatives must be 'continuation' or 'replace_last'; "
-                f"got {self.negatives!r}"
-            )
-        if self.reward_form is not None and self.reward_form not in REWARD_FORMS:
-            raise ValueError(
-                f"AdversarialConfig.reward_form must be None or one of {REWARD_FORMS}; "
-                f"got {self.reward_form!r}"
-            )
-        if self.baseline not in BASELINES:
-            raise ValueError(f"AdversarialConfig.baseline must be one of {BASELINES}")
-        self.pg_config  # noqa: B018 - validates the policy-gradient fields
-
-    @property
-    def pg_config(self) -> PGConfig:
-        """The policy-gradient settings of the g-steps."""
-        return PGConfig(
-            n_steps=self.horizon, batch_size=self.rollout_batch_size, gamma=self.gamma,
-            baseline=self.baseline, entropy_coef=self.entropy_coef, lr=self.policy_lr,
-            max_grad_norm=self.max_grad_norm, mle_coef=self.mle_coef,
-            mc_rollouts=self.mc_rollouts, maxent=self.maxent, alpha=self.alpha,
-            exclude_seen=self.exclude_seen,
-        )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -227,9 +132,23 @@ class AdversarialTrainer:
         self.negatives = PolicyNegatives(policy, steps, exclude_seen=c.exclude_seen)
         self.generator = torch.Generator(device=self.device).manual_seed(c.seed + 1)
         self.rng = np.random.default_rng(c.seed)
+        self.wmle = None
+        if c.generator_update == "weighted_mle":
+            self.wmle = WeightedMLEGenerator(
+                policy, reward_model, split, c.weighted_mle,
+                max_len=min(c.max_len, policy.max_len), device=self.device,
+            )  # fmt: skip
+        self.heldout = None
+        if c.n_heldout:
+            self.heldout = heldout_reals(split, c.max_len, c.n_heldout, seed=c.seed + 3,
+                                         device=self.device)  # fmt: skip
         self.round, self.best_metric, self.pretrained = 0, -math.inf, False
         self.best_state: dict[str, Tensor] | None = None
+        self.start_state: dict[str, Tensor] | None = None  # the policy when the rounds begin
+        self.start_policy: SequencePolicy | None = None
         self.history: list[dict[str, float]] = []
+        self.stop_reason: str | None = None
+        self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> pd.DataFrame:
@@ -241,20 +160,24 @@ class AdversarialTrainer:
         bar = progress_bar(total=c.n_rounds, initial=self.round, desc="adversarial", unit="round",
                            enabled=c.progress)  # fmt: skip
         try:
-            while self.round < c.n_rounds:
+            while self.round < c.n_rounds and self.stop_reason is None:
                 tic = time.perf_counter()
-                g_metrics = mean_metrics([self.pg.step() for _ in range(c.g_steps)])
+                g_metrics = self._g_steps()
                 with forked_global_rng(draw_seed(self.generator), self.device):  # dropout
                     d_metrics = mean_metrics([self._d_step() for _ in range(c.d_steps)])
                 self.round += 1
                 row = {"round": self.round, **g_metrics, **d_metrics, **self.rollout_metrics()}
+                row.update(self.health())
                 if self.round % c.eval_every == 0 or self.round == c.n_rounds:
                     row.update(self.evaluate())
                 row["time/round_s"] = time.perf_counter() - tic
+                self._check_health(row)
                 self._end_round(row, writer)
                 bar.update(1)
-                bar.set_postfix(metric_postfix(row, reward="reward/mean", auc="disc/auc",
-                                               val_ndcg10="eval/NDCG@10"))  # fmt: skip
+                bar.set_postfix(metric_postfix(
+                    row, auc="disc/heldout_auc", kl0="policy/kl_from_start",
+                    val_ndcg10="eval/NDCG@10",
+                ))  # fmt: skip
         finally:
             bar.close()
             if writer is not None:
@@ -277,8 +200,9 @@ class AdversarialTrainer:
             )
             self.reward_model.configure_optimizer(lr=c.disc_lr)  # fresh Adam for the rounds
         self.pretrained = True
+        self._mark_start()
         if c.evaluate_start:
-            self._end_round({"round": 0, **self.evaluate()}, writer=None)
+            self._end_round({"round": 0, **self.health(), **self.evaluate()}, writer=None)
         else:
             self.save(self._path("last.pt"))
 
@@ -293,6 +217,33 @@ class AdversarialTrainer:
         self.policy.load_state_dict(self.best_state)
         return self.best_metric
 
+    def _g_steps(self) -> dict[str, float]:
+        c = self.config
+        if self.wmle is None:
+            return mean_metrics([self.pg.step() for _ in range(c.g_steps)])
+        with forked_global_rng(draw_seed(self.generator), self.device):  # dropout
+            return mean_metrics([self.wmle.step() for _ in range(c.g_steps)])
+
+    def _mark_start(self) -> None:
+        self.start_state = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+        self.start_policy = copy.deepcopy(self.policy).eval().requires_grad_(False)
+
+    def _check_health(self, row: dict[str, float]) -> None:
+        c = self.config
+        if "disc/heldout_auc" not in row:
+            return
+        problem = discriminator_health(
+            row["disc/heldout_auc"], chance=c.auc_chance, saturated=c.auc_saturated
+        )
+        if problem is None:
+            return
+        kind = problem.split(":")[0].split()[-1]
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(f"round {self.round}: {problem}", RuntimeWarning, stacklevel=3)
+        if c.stop_on_collapse:
+            self.stop_reason = f"round {self.round}: {problem}"
+
     def _d_step(self) -> dict[str, float]:
         return discriminator_step(
             self.reward_model, self.real_pool, self.negatives,
@@ -302,12 +253,29 @@ class AdversarialTrainer:
     # ------------------------------------------------------------------ metrics
     def rollout_metrics(self) -> dict[str, float]:
         """Catalogue coverage and Gini of the last g-step rollout's recommendations."""
+        if self.pg.last_rollout is None:  # weighted MLE makes no rollouts
+            return {}
         actions = self.pg.last_rollout.actions
         n_items = self.policy.n_items
         return {
             "rollout/coverage": catalogue_coverage(actions, n_items),
             "rollout/gini": gini(actions, n_items),
         }
+
+    def health(self) -> dict[str, float]:
+        """Loop health: held-out discriminator AUC, policy drift from its start, coverage.
+
+        Computed on the fixed held-out set with its own seeded generators, so measuring it
+        changes nothing in the training streams.
+        """
+        if self.heldout is None or self.start_state is None:
+            return {}
+        c = self.config
+        out = heldout_metrics(self.reward_model, self.heldout, self.negatives, seed=c.seed + 4)
+        prefixes = torch.nn.functional.pad(self.heldout[:, :-1], (1, 0))
+        out |= policy_drift(self.policy, self.start_state, self.start_policy, prefixes,
+                            exclude_seen=c.exclude_seen)  # fmt: skip
+        return out
 
     def evaluate(self) -> dict[str, float]:
         """Validation HR@10/NDCG@10 and, with a user model, the oracle log-likelihood."""
@@ -351,8 +319,10 @@ class AdversarialTrainer:
         return {
             "policy": self.policy,
             "reward_model": self.reward_model,
-            "optimizers": {"policy": self.pg.optimizer, "reward": self.reward_model.optimizer},
-            "generators": {"policy": self.pg.generator, "disc": self.generator},
+            "optimizers": {"policy": self.pg.optimizer, "reward": self.reward_model.optimizer}
+            | ({} if self.wmle is None else {"weighted_mle": self.wmle.optimizer}),
+            "generators": {"policy": self.pg.generator, "disc": self.generator}
+            | ({} if self.wmle is None else self.wmle.generators),
             "numpy_rng": self.rng,
         }
 
@@ -366,6 +336,8 @@ class AdversarialTrainer:
             "pretrained": self.pretrained,
             "history": [dict(row) for row in self.history],
             "best_policy": self.best_state,
+            "start_policy": self.start_state,
+            "weighted_mle": None if self.wmle is None else self.wmle.state(),
         }
         checkpoint = make_checkpoint(
             **self._parts(), round=self.round, best_metric=self.best_metric, extra=extra
@@ -395,6 +367,14 @@ class AdversarialTrainer:
         self.history = [dict(row) for row in checkpoint["extra"]["history"]]
         best = checkpoint["extra"].get("best_policy")
         self.best_state = None if best is None else {k: v.to(self.device) for k, v in best.items()}
+        start = checkpoint["extra"].get("start_policy")
+        if start is not None:
+            current = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+            self.policy.load_state_dict(start)
+            self._mark_start()
+            self.policy.load_state_dict(current)
+        if self.wmle is not None:
+            self.wmle.set_state(checkpoint["extra"]["weighted_mle"])
 
     @classmethod
     def resume(

@@ -12,12 +12,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.actions import sample_continuations
+from agents.actions import next_log_probs, sample_continuations
+from agents.checkpoint import forked_global_rng
 from agents.policy import SequencePolicy
 from recgym._checks import check_n_items
+from recgym._torch_io import evaluating
 from recgym.splits import Split
 from rewards.base import RewardModel
-from rewards.negatives import ContinuationSampler
+from rewards.negatives import ContinuationSampler, real_sequences
 
 
 class PolicyNegatives:
@@ -54,6 +56,86 @@ def discriminator_step(
     rows = rng.choice(len(real_pool), size=min(batch_size, len(real_pool)), replace=False)
     real = real_pool[torch.as_tensor(rows, device=real_pool.device)]
     return reward_model.update(real, sampler.sample(real, generator))
+
+
+# ----------------------------------------------------------------------------- loop health
+def heldout_reals(split: Split, max_len: int, n: int, *, seed: int, device: torch.device) -> Tensor:
+    """``(n', L)`` real sequences the reward model never trains on, ``n' = min(n, n_users)``.
+
+    Each is a user's history followed by the user's *validation* item: the reward model trains on
+    train-segment sequences only, so none of these rows is in its training data. A seeded draw
+    of users, fixed for the whole run.
+    """
+    pool = real_sequences(split, max_len, stage="valid", device=device)
+    rows = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]
+    return pool[rows.to(device)]
+
+
+def heldout_metrics(
+    reward_model: RewardModel, heldout: Tensor, sampler: Any, *, seed: int
+) -> dict[str, float]:
+    """AUC and accuracy of the reward model on the held-out reals vs the policy's fakes of them.
+
+    The fakes are redrawn with the same seed every call (the same ``k``, the same noise), so
+    from round to round only the policy and the reward model change, not the sample.
+    """
+    generator = torch.Generator(device=heldout.device).manual_seed(seed)
+    with forked_global_rng(seed, heldout.device):
+        fakes = sampler.sample(heldout, generator)
+    metrics = reward_model.evaluate(heldout, fakes)
+    return {"disc/heldout_auc": metrics["disc/auc"],
+            "disc/heldout_accuracy": metrics["disc/accuracy"]}  # fmt: skip
+
+
+@torch.no_grad()
+def policy_drift(
+    policy: SequencePolicy,
+    start: dict[str, Tensor],
+    start_policy: SequencePolicy,
+    histories: Tensor,
+    *,
+    exclude_seen: bool,
+) -> dict[str, float]:
+    """How far the policy has moved from its start: weights, next-item distributions, entropy.
+
+    Args:
+        policy: the policy now.
+        start: its ``state_dict`` when the rounds began.
+        start_policy: a frozen copy holding ``start``.
+        histories: ``(B, L)`` windows the distributions are compared on.
+        exclude_seen: mask seen items as the rollouts do.
+
+    Returns:
+        ``policy/rel_change`` (``||theta - theta_0|| / ||theta_0||``), ``policy/kl_from_start``
+        (mean ``KL(pi || pi_0)``), ``policy/entropy`` (mean entropy of ``pi``), in nats.
+    """
+    now = policy.state_dict()
+    moved = sum(float((now[k].float() - v.float()).square().sum()) for k, v in start.items())
+    scale = sum(float(v.float().square().sum()) for v in start.values())
+    with evaluating(policy), evaluating(start_policy):
+        logp = next_log_probs(policy, histories, exclude_seen=exclude_seen)
+        logq = next_log_probs(start_policy, histories, exclude_seen=exclude_seen)
+    p = logp.exp()
+    kl = torch.where(p > 0, p * (logp - logq), torch.zeros_like(p)).sum(1)
+    entropy = -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(1)
+    return {
+        "policy/rel_change": (moved / max(scale, 1e-30)) ** 0.5,
+        "policy/kl_from_start": float(kl.mean()),
+        "policy/entropy": float(entropy.mean()),
+    }
+
+
+def discriminator_health(auc: float, *, chance: float, saturated: float) -> str | None:
+    """A warning text when a held-out AUC says the discriminator stopped being informative."""
+    if auc < chance:
+        return (
+            f"held-out discriminator AUC {auc:.3f} < {chance}: the reward model is at or below "
+            "chance and its rewards carry no signal (raise d_steps or disc_lr)"
+        )
+    if auc > saturated:
+        return (f"held-out discriminator AUC {auc:.3f} > {saturated}: the reward model saturates "
+                "and its gradients vanish (lower d_steps or disc_lr)")  # fmt: skip
+    return None
 
 
 def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:

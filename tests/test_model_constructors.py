@@ -1,4 +1,4 @@
-"""Every model constructor takes ``seed=`` (same weights, caller's RNG untouched) and ``device=``."""
+"""Every model constructor takes ``seed=`` (same weights, caller's RNG kept) and ``device=``."""
 
 from __future__ import annotations
 

@@ -211,7 +211,7 @@ SECTIONS: dict[str, str] = {
     "mle": "agents.mle:MLEConfig",
     "perturbation": "agents.perturbation:PerturbationConfig",
     "reinforce": "agents.reinforce:PGConfig",
-    "adversarial": "agents.adversarial:AdversarialConfig",
+    "adversarial": "agents.adversarial_config:AdversarialConfig",
     "multifactor": "rewards.multifactor:MultiFactorConfig",
     "energy": "rewards.energy:EnergyConfig",
     "pretrain": "rewards.pretrain:PretrainConfig",

@@ -197,7 +197,7 @@ class ModelZoo:
 
     def adversarial_config(self, **overrides: Any):
         """The MFGAN / EB-SeqGAN loop settings (start evaluated, best-on-validation kept)."""
-        from agents.adversarial import AdversarialConfig
+        from agents.adversarial_config import AdversarialConfig
 
         c = self.config
         settings = dict(

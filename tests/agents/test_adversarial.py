@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import agents.adversarial as adversarial
-from agents.adversarial import AdversarialConfig, AdversarialTrainer, PolicyNegatives
+from agents.adversarial import AdversarialTrainer
+from agents.adversarial_config import AdversarialConfig
+from agents.adversarial_steps import PolicyNegatives
 from agents.checkpoint import (
     load_checkpoint,
     make_checkpoint,
@@ -18,6 +20,7 @@ from agents.checkpoint import (
 )
 from agents.early_stopping import validation_metrics
 from agents.sasrec import SASRecConfig, SASRecPolicy
+from agents.weighted_mle import WeightedMLEConfig
 from recgym.errors import RecGymError
 from rewards import EnergyConfig, EnergyDiscriminator, MultiFactorConfig, MultiFactorDiscriminator
 
@@ -133,8 +136,10 @@ def test_policy_negatives_keep_the_real_prefix(synthetic):
 
 
 # ----------------------------------------------------------------------------- resumption
-def _run(tmp_path, split, n_rounds, crash_at=None, monkeypatch=None):
-    config = small_config(tmp_path, n_rounds=n_rounds, g_steps=2, d_steps=2, log_dir=None)
+def _run(tmp_path, split, n_rounds, crash_at=None, monkeypatch=None, **overrides):
+    config = small_config(
+        tmp_path, n_rounds=n_rounds, g_steps=2, d_steps=2, log_dir=None, **overrides
+    )
     trainer = AdversarialTrainer(make_policy(), make_reward("multifactor", split), split, config)
     if crash_at is not None:
         original = adversarial.discriminator_step
@@ -153,12 +158,24 @@ def _run(tmp_path, split, n_rounds, crash_at=None, monkeypatch=None):
     return trainer
 
 
-def test_resume_after_an_interruption_gives_the_same_weights(tmp_path, synthetic, monkeypatch):
+MODES = {
+    "policy_gradient": {},
+    "weighted_mle": {"generator_update": "weighted_mle",
+                     "weighted_mle": WeightedMLEConfig(batch_size=32, weights="permuted")},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_resume_after_an_interruption_gives_the_same_weights(
+    tmp_path, synthetic, monkeypatch, mode
+):
     data, split = synthetic
-    straight = _run(tmp_path / "a", split, n_rounds=3)
-    crashed = _run(tmp_path / "b", split, n_rounds=3, crash_at=3, monkeypatch=monkeypatch)
+    straight = _run(tmp_path / "a", split, n_rounds=3, **MODES[mode])
+    crashed = _run(tmp_path / "b", split, n_rounds=3, crash_at=3, monkeypatch=monkeypatch,
+                   **MODES[mode])  # fmt: skip
     assert crashed.round == 2
-    config = small_config(tmp_path / "b", n_rounds=3, g_steps=2, d_steps=2, log_dir=None)
+    config = small_config(tmp_path / "b", n_rounds=3, g_steps=2, d_steps=2, log_dir=None,
+                          **MODES[mode])  # fmt: skip
     resumed = AdversarialTrainer.resume(
         tmp_path / "b" / "checkpoints" / "last.pt",
         make_policy(seed=123),  # different initial weights: everything must come from the file
@@ -304,3 +321,84 @@ def test_config_and_component_validation(tmp_path, synthetic):
     assert math.isinf(AdversarialTrainer(
         make_policy(), make_reward("energy", split), split, small_config(tmp_path)
     ).best_metric)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- generator modes
+@pytest.mark.parametrize("weights", ["discriminator", "one", "batch_mean", "permuted"])
+def test_weighted_mle_mode_moves_the_policy_by_discriminator_weighted_mle(
+    tmp_path, synthetic, weights
+):
+    data, split = synthetic
+    config = small_config(
+        tmp_path, n_rounds=2, g_steps=5, log_dir=None, generator_update="weighted_mle",
+        weighted_mle=WeightedMLEConfig(batch_size=32, weights=weights),
+    )  # fmt: skip
+    trainer = AdversarialTrainer(make_policy(), make_reward("multifactor", split), split, config)
+    frame = trainer.train()
+    assert trainer.pg.n_updates == 0  # no policy-gradient step in this mode
+    assert {"gen/loss", "gen/weight_mean", "disc/heldout_auc", "policy/kl_from_start"} <= set(
+        frame.columns
+    )
+    last = frame.iloc[-1]
+    assert last["policy/rel_change"] > 0 and last["policy/kl_from_start"] > 0
+    if weights == "one":
+        assert last["gen/weight_mean"] == 1.0 and last["gen/weight_std"] == 0.0
+    else:  # D(fake) in (0, 1); the batch mean has no spread
+        assert 0 < last["gen/weight_mean"] < 1
+        assert (last["gen/weight_std"] < 1e-6) == (weights == "batch_mean")
+
+
+def test_health_is_measured_on_sequences_the_discriminator_never_trains_on(tmp_path, synthetic):
+    data, split = synthetic
+    trainer = AdversarialTrainer(
+        make_policy(), make_reward("multifactor", split), split,
+        small_config(tmp_path, n_rounds=1, n_heldout=40, log_dir=None),
+    )  # fmt: skip
+    held, pool = trainer.heldout, trainer.real_pool
+    assert held.shape == (40, 20)
+    assert not (held[:, None, :] == pool[None, :, :]).all(-1).any()  # none in the D pool
+    frame = trainer.train()
+    start = frame.iloc[0]
+    assert start["policy/kl_from_start"] == pytest.approx(0.0, abs=1e-6)
+    assert start["policy/rel_change"] == 0.0 and start["policy/entropy"] > 0
+    assert 0 <= frame.iloc[1]["disc/heldout_auc"] <= 1
+    assert frame.iloc[1]["policy/rel_change"] > 0
+
+
+def test_measuring_health_changes_nothing_in_the_run(tmp_path, synthetic):
+    data, split = synthetic
+    runs = []
+    for n_heldout in (0, 32):
+        config = small_config(tmp_path / str(n_heldout), n_rounds=2, n_heldout=n_heldout,
+                              log_dir=None)  # fmt: skip
+        trainer = AdversarialTrainer(make_policy(), make_reward("multifactor", split), split,
+                                     config)  # fmt: skip
+        trainer.train()
+        runs.append(trainer.policy.state_dict())
+    for key, value in runs[0].items():
+        assert torch.equal(value, runs[1][key]), key
+
+
+def test_a_collapsed_discriminator_warns_and_can_stop_the_run(tmp_path, synthetic):
+    data, split = synthetic
+    config = small_config(tmp_path, n_rounds=3, log_dir=None, auc_chance=0.99, auc_saturated=1.0,
+                          stop_on_collapse=True)  # fmt: skip
+    trainer = AdversarialTrainer(make_policy(), make_reward("multifactor", split), split, config)
+    with pytest.warns(RuntimeWarning, match=r"round 1: held-out discriminator AUC .* < 0.99"):
+        frame = trainer.train()
+    assert frame["round"].tolist() == [0, 1] and trainer.stop_reason.startswith("round 1")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "match"),
+    [
+        ({"generator_update": "ppo"}, ValueError, "AdversarialConfig.generator_update must be"),
+        ({"weighted_mle": {"weights": "one"}}, TypeError, "must be a WeightedMLEConfig"),
+        ({"auc_chance": 0.9, "auc_saturated": 0.8}, ValueError, "auc_chance < auc_saturated"),
+        ({"d_steps": 0}, ValueError, "AdversarialConfig.d_steps must be an int >= 1"),
+        ({"n_heldout": -1}, ValueError, "AdversarialConfig.n_heldout must be an int >= 0"),
+    ],
+)
+def test_bad_generator_and_health_settings_name_the_field(overrides, error, match):
+    with pytest.raises(error, match=match):
+        AdversarialConfig(**overrides)
