@@ -12,6 +12,18 @@ full NDCG@10. Methods so far:
 - ``pg-oracle``: REINFORCE from the start against ``OracleReward`` (``log p_true`` of each chosen
   item) with entropy coefficient 1, i.e. maximising ``E[sum_t log p(a_t) - log pi(a_t)]``, whose
   optimum is the true user: the upper bound any learned reward can reach.
+- ``mfgan-pg``: the adversarial loop in policy-gradient mode against a multi-factor
+  discriminator read as ``logit = log D - log(1 - D)`` with entropy coefficient 1 (with the
+  optimal D, ``logit = log p_data/pi``, so the same objective as ``pg-oracle`` with a learned
+  reward).
+- ``mfgan-wmle``: the loop in MFGAN's official mode, discriminator-weighted MLE, and its
+  controls on the same code path: ``mfgan-wmle-permuted`` (the batch's weights permuted: the
+  adversary's contribution is ``mfgan-wmle`` minus it) and ``mfgan-wmle-one`` (weight 1:
+  continued MLE).
+- ``ebseqgan``: the loop in policy-gradient mode with an energy model and the MaxEnt objective.
+
+Every adversarial run keeps its validation-best policy (the start competes, round 0); the row
+``<method>@last`` scores its last-round policy too, and ``best_round`` says which was kept.
 
     python benchmarks/imitation.py --quick          # CI smoke run (~1 min)
     python benchmarks/imitation.py --seeds 0 1 2    # docs/results/imitation.csv
@@ -23,7 +35,9 @@ Results (one row per method and seed, rewritten after every cell) go to ``--out`
 from __future__ import annotations
 
 import argparse
+import os
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -31,26 +45,38 @@ import torch
 from tqdm.auto import tqdm
 
 from agents import (
+    AdversarialConfig,
+    AdversarialTrainer,
     MLEConfig,
     MLETrainer,
     PGConfig,
     PolicyGradientTrainer,
     SASRecConfig,
     SASRecPolicy,
+    WeightedMLEConfig,
     cascading_error,
 )
 from recgym import BatchedRecEnv, EnvConfig, OracleReward, evaluate, leave_one_out
 from recgym.synthetic import SyntheticConfig, make_synthetic
+from rewards import EnergyConfig, EnergyDiscriminator, MultiFactorConfig, MultiFactorDiscriminator
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = (1, 5, 10)
+METHODS = ("bc", "pg-oracle", "mfgan-pg", "mfgan-wmle", "mfgan-wmle-permuted", "mfgan-wmle-one",
+           "ebseqgan")  # fmt: skip
+KEYS = ["method", "seed"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=["bc", "pg-oracle"],
-                        choices=["bc", "pg-oracle"])  # fmt: skip
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--rounds", type=int, default=20, help="adversarial rounds")
+    parser.add_argument("--wmle-steps", type=int, default=50, help="weighted-MLE steps per round")
+    parser.add_argument("--adv-pg-steps", type=int, default=10,
+                        help="policy-gradient updates per round (mfgan-pg, ebseqgan)")  # fmt: skip
+    parser.add_argument("--d-steps", type=int, default=10, help="discriminator steps per round")
+    parser.add_argument("--reward-epochs", type=int, default=3, help="discriminator pre-training")
     parser.add_argument("--pg-updates", type=int, default=300)
     parser.add_argument("--pg-lr", type=float, default=3e-4)
     parser.add_argument("--pg-batch", type=int, default=512)
@@ -63,7 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.pg_updates, args.mle_epochs, args.n_users = args.seeds[:1], 20, 4, 128
-        args.pg_batch = 128
+        args.pg_batch, args.rounds, args.wmle_steps, args.reward_epochs = 128, 2, 5, 1
+        args.adv_pg_steps, args.d_steps = 2, 2
     return args
 
 
@@ -86,8 +113,7 @@ def quality_row(policy, data, split, seed: int, n_users: int, max_len: int):
 
 def pg_oracle(start, data, split, seed: int, args) -> SASRecPolicy:
     """REINFORCE against the true user's log-likelihood with entropy bonus 1 (``-KL(pi || p)``)."""
-    policy = SASRecPolicy(start.config, n_items=start.n_items, seed=seed)
-    policy.load_state_dict(start.state_dict())
+    policy = copy_of(start, seed)
     env = BatchedRecEnv(split, OracleReward(data.user_model),
                         EnvConfig(max_len=start.max_len, horizon=args.horizon, start="random"),
                         batch_size=args.pg_batch, seed=seed)  # fmt: skip
@@ -102,8 +128,61 @@ def pg_oracle(start, data, split, seed: int, args) -> SASRecPolicy:
     return policy.eval()
 
 
-def run_seed(seed: int, args) -> tuple[list[dict], list[pd.DataFrame]]:
-    data = make_synthetic(SyntheticConfig(), seed=seed)
+def copy_of(start: SASRecPolicy, seed: int) -> SASRecPolicy:
+    policy = SASRecPolicy(start.config, n_items=start.n_items, seed=seed)
+    policy.load_state_dict(start.state_dict())
+    return policy
+
+
+def adversarial(method: str, start, data, split, seed: int, args):
+    """One adversarial-loop run from the start; returns (best, last policy, info)."""
+    n_items = data.dataset.n_items
+    common = dict(n_rounds=args.rounds, pretrain_reward_epochs=args.reward_epochs, eval_every=2,
+                  max_len=50, rollout_batch_size=args.pg_batch, d_batch_size=256, seed=seed,
+                  exclude_seen=True, disc_lr=1e-3, d_steps=args.d_steps, progress=True)  # fmt: skip
+    if method == "ebseqgan":
+        reward_model = EnergyDiscriminator(EnergyConfig(encoder="cnn", dim=64, max_len=50),
+                                           n_items=n_items, seed=seed)  # fmt: skip
+        config = AdversarialConfig(**common, horizon=5, maxent=True, alpha=0.05,
+                                   policy_lr=args.pg_lr, baseline="leave_one_out",
+                                   g_steps=args.adv_pg_steps)  # fmt: skip
+    else:
+        reward_model = MultiFactorDiscriminator(
+            MultiFactorConfig(dim=64, max_len=50, combination="mean"), split.factors(), seed=seed
+        )
+        if method == "mfgan-pg":
+            config = AdversarialConfig(**common, horizon=5, reward_form="logit",
+                                       entropy_coef=1.0, baseline="leave_one_out",
+                                       policy_lr=args.pg_lr, g_steps=args.adv_pg_steps)  # fmt: skip
+        else:
+            weights = {"mfgan-wmle": "discriminator", "mfgan-wmle-permuted": "permuted",
+                       "mfgan-wmle-one": "one"}[method]  # fmt: skip
+            wmle = WeightedMLEConfig(batch_size=128, lr=1e-3, weights=weights, seed=seed)
+            config = AdversarialConfig(**common, horizon=1, negatives="replace_last",
+                                       generator_update="weighted_mle", weighted_mle=wmle,
+                                       g_steps=args.wmle_steps)  # fmt: skip
+    policy = copy_of(start, seed)
+    trainer = AdversarialTrainer(policy, reward_model, split, config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # collapse warnings: the AUC is recorded
+        history = trainer.train()
+    last = copy_of(policy, seed)
+    trainer.restore_best()
+    evaluated = history.dropna(subset=["eval/NDCG@10"])
+    info = {
+        "best_round": int(evaluated.loc[evaluated["eval/NDCG@10"].idxmax(), "round"]),
+        "heldout_auc_last": float(history["disc/heldout_auc"].iloc[-1]),
+        "kl_from_start_last": float(history["policy/kl_from_start"].iloc[-1]),
+    }
+    return policy.eval(), last.eval(), info
+
+
+def run_seed(seed: int, args, done: set) -> tuple[list[dict], list[pd.DataFrame]]:
+    if all((method, seed) in done for method in args.methods):
+        return [], []
+    # --quick: a smaller catalogue, so that every method runs in CI in about a minute
+    synthetic = SyntheticConfig(n_users=300, n_items=100) if args.quick else SyntheticConfig()
+    data = make_synthetic(synthetic, seed=seed)
     split = leave_one_out(data.dataset)
     start = SASRecPolicy(SASRecConfig(max_len=50, dim=64, n_blocks=2), n_items=data.dataset.n_items,
                          seed=seed)  # fmt: skip
@@ -112,13 +191,26 @@ def run_seed(seed: int, args) -> tuple[list[dict], list[pd.DataFrame]]:
                                        seed=seed)).fit()  # fmt: skip
     mle_time = time.perf_counter() - tic
     rows, curves = [], []
-    for method in args.methods:
-        tic = time.perf_counter()
-        policy = start.eval() if method == "bc" else pg_oracle(start, data, split, seed, args)
-        seconds = (mle_time if method == "bc" else 0.0) + time.perf_counter() - tic
+
+    def score(name: str, policy, seconds: float, **info) -> None:
         row, curve = quality_row(policy, data, split, seed, args.n_users, start.max_len)
-        rows.append({"method": method, "seed": seed, **row, "seconds": round(seconds, 1)})
-        curves.append(curve.assign(method=method, seed=seed))
+        rows.append({"method": name, "seed": seed, **row, "seconds": round(seconds, 1), **info})
+        curves.append(curve.assign(method=name, seed=seed))
+
+    for method in args.methods:
+        if (method, seed) in done:
+            continue
+        tic = time.perf_counter()
+        if method == "bc":
+            score(method, start.eval(), mle_time)
+        elif method == "pg-oracle":
+            policy = pg_oracle(start, data, split, seed, args)
+            score(method, policy, time.perf_counter() - tic)
+        else:
+            best, last, info = adversarial(method, start, data, split, seed, args)
+            seconds = time.perf_counter() - tic
+            score(method, best, seconds, **info)
+            score(f"{method}@last", last, seconds, **info)
     return rows, curves
 
 
@@ -129,23 +221,38 @@ def main(argv: list[str] | None = None) -> int:
     steps_out = args.out.with_name(args.out.stem + "_steps.csv")
     print(f"imitation: methods {args.methods}, seeds {args.seeds}; results -> {args.out} "
           f"and {steps_out}")  # fmt: skip
-    rows, curves = [], []
+    # a rerun resumes: finished (method, seed) cells are kept and skipped
+    rows = pd.read_csv(args.out).to_dict("records") if args.out.exists() else []
+    curves = [pd.read_csv(steps_out)] if steps_out.exists() and rows else []
+    done = {(r["method"], int(r["seed"])) for r in rows}
     for seed in tqdm(args.seeds, desc="seeds"):
-        new_rows, new_curves = run_seed(seed, args)
+        new_rows, new_curves = run_seed(seed, args, done)
         rows += new_rows
         curves += new_curves
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(args.out, index=False)
-        pd.concat(curves).to_csv(steps_out, index=False)
+        atomic_csv(pd.DataFrame(rows), args.out)
+        if curves:
+            atomic_csv(pd.concat(curves), steps_out)
     table = pd.DataFrame(rows)
     cols = ["reverse_kl_sum", "forward_kl_sum", "cascading_sum", "repeat_rate", "test_ndcg10"]
     print(table.groupby("method")[cols].agg(["mean", "std"]).round(4).to_string())
-    if {"bc", "pg-oracle"} <= set(table.method):
-        wide = table.pivot(index="seed", columns="method", values="reverse_kl_sum")
-        cut = 1 - wide["pg-oracle"] / wide["bc"]
-        print(f"pg-oracle cuts BC's 10-step reverse KL by {cut.mean():.1%} "
-              f"(per seed: {', '.join(f'{c:.1%}' for c in cut)})")
+    wide = table.pivot(index="seed", columns="method", values="reverse_kl_sum")
+    for method in wide.columns.drop("bc", errors="ignore"):
+        if "bc" in wide:
+            cut = (1 - wide[method] / wide["bc"]).dropna()
+            print(f"{method} cuts BC's 10-step reverse KL by {cut.mean():.1%} "
+                  f"(per seed: {', '.join(f'{c:.1%}' for c in cut)})")  # fmt: skip
+    if {"mfgan-wmle", "mfgan-wmle-permuted"} <= set(wide):
+        diff = (wide["mfgan-wmle"] - wide["mfgan-wmle-permuted"]).dropna()
+        print(f"the adversary's contribution (mfgan-wmle - permuted), reverse KL sum: "
+              f"{diff.mean():+.4f} (per seed: {', '.join(f'{d:+.4f}' for d in diff)})")  # fmt: skip
     return 0
+
+
+def atomic_csv(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -118,3 +118,21 @@ def test_reproduce_epoch_caps_reach_the_fits(tmp_path):
     argv = ["--quick", "--models", "sasrec", "--mle-epochs", "1", "--out-dir", str(tmp_path)]
     assert reproduce.main(argv) == 0
     assert pd.read_csv(tmp_path / "results.csv")["info/epochs_run"].tolist() == [1]
+
+
+def test_imitation_quick_runs_every_method_and_resumes(tmp_path, capsys):
+    imitation = load_script("imitation")
+    out = tmp_path / "imitation.csv"
+    assert imitation.main(["--quick", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    adversarial = [m for m in imitation.METHODS if m not in ("bc", "pg-oracle")]
+    expected = {*imitation.METHODS, *(f"{m}@last" for m in adversarial)}
+    assert set(table["method"]) == expected and (table["seed"] == 0).all()
+    assert table[["reverse_kl_sum", "forward_kl_sum", "test_ndcg10"]].notna().all().all()
+    assert (table["reverse_kl_sum"] > 0).all()
+    assert table.dropna(subset=["best_round"])["heldout_auc_last"].between(0, 1).all()
+    steps = pd.read_csv(tmp_path / "imitation_steps.csv")
+    assert sorted(steps["step"].unique()) == list(range(1, 11))
+    assert "the adversary's contribution" in capsys.readouterr().out
+    assert imitation.main(["--quick", "--out", str(out)]) == 0  # finished cells are kept
+    assert len(pd.read_csv(out)) == len(table)
