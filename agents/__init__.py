@@ -26,6 +26,7 @@ from agents.baselines.bpr import BPRConfig, BPRResult, BPRTrainer
 from agents.baselines.mf import BPRMFRecommender
 from agents.experiments.zoo import FitResult, ModelZoo, ZooConfig
 from agents.gru import GRUConfig, GRUPolicy
+from agents.health_plot import plot_training_health
 from agents.mle import MLEConfig, MLEResult, MLETrainer
 from agents.perturbation import PerturbationConfig, adversarial_loss, fast_gradient_delta
 from agents.policy import SequencePolicy
@@ -70,4 +71,5 @@ __all__ = [
     "latent_correlation",
     "oracle_continuation_loglik",
     "perturbation_robustness",
+    "plot_training_health",
 ]

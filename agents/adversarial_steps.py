@@ -107,7 +107,7 @@ def policy_drift(
 
     Returns:
         ``policy/rel_change`` (``||theta - theta_0|| / ||theta_0||``), ``policy/kl_from_start``
-        (mean ``KL(pi || pi_0)``), ``policy/entropy`` (mean entropy of ``pi``), in nats.
+        (mean ``KL(pi || pi_0)``), ``policy/heldout_entropy`` (mean entropy of ``pi``), in nats.
     """
     now = policy.state_dict()
     moved = sum(float((now[k].float() - v.float()).square().sum()) for k, v in start.items())
@@ -121,7 +121,7 @@ def policy_drift(
     return {
         "policy/rel_change": (moved / max(scale, 1e-30)) ** 0.5,
         "policy/kl_from_start": float(kl.mean()),
-        "policy/entropy": float(entropy.mean()),
+        "policy/heldout_entropy": float(entropy.mean()),
     }
 
 

@@ -360,7 +360,7 @@ def test_health_is_measured_on_sequences_the_discriminator_never_trains_on(tmp_p
     frame = trainer.train()
     start = frame.iloc[0]
     assert start["policy/kl_from_start"] == pytest.approx(0.0, abs=1e-6)
-    assert start["policy/rel_change"] == 0.0 and start["policy/entropy"] > 0
+    assert start["policy/rel_change"] == 0.0 and start["policy/heldout_entropy"] > 0
     assert 0 <= frame.iloc[1]["disc/heldout_auc"] <= 1
     assert frame.iloc[1]["policy/rel_change"] > 0
 
@@ -402,3 +402,27 @@ def test_a_collapsed_discriminator_warns_and_can_stop_the_run(tmp_path, syntheti
 def test_bad_generator_and_health_settings_name_the_field(overrides, error, match):
     with pytest.raises(error, match=match):
         AdversarialConfig(**overrides)
+
+
+def test_plot_training_health_draws_a_panel_per_metric(tmp_path, synthetic):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from agents.health_plot import PANELS, plot_training_health
+
+    data, split = synthetic
+    trainer = AdversarialTrainer(
+        make_policy(), make_reward("multifactor", split), split,
+        small_config(tmp_path, n_rounds=2, log_dir=None),
+    )  # fmt: skip
+    frame = trainer.train()
+    fig = plot_training_health(frame, title="health")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == [name for _, name in PANELS]  # every health metric is in the history
+    fig.savefig(tmp_path / "health.png")
+    assert (tmp_path / "health.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="none of the health columns"):
+        plot_training_health(frame[["round"]])
+    with pytest.raises(ValueError, match="'round' column"):
+        plot_training_health(frame.drop(columns=["round"]))
