@@ -86,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="tiny settings, one seed (CI)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "imitation.csv")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw <out stem>_kl.png from the existing steps CSV")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.pg_updates, args.mle_epochs, args.n_users = args.seeds[:1], 20, 4, 128
@@ -219,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     steps_out = args.out.with_name(args.out.stem + "_steps.csv")
+    png = args.out.with_name(args.out.stem + "_kl.png")
+    if args.plot_only:
+        print(f"wrote {plot_curves(pd.read_csv(steps_out), png)}")
+        return 0
     print(f"imitation: methods {args.methods}, seeds {args.seeds}; results -> {args.out} "
           f"and {steps_out}")  # fmt: skip
     # a rerun resumes: finished (method, seed) cells are kept and skipped
@@ -234,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         if curves:
             atomic_csv(pd.concat(curves), steps_out)
     table = pd.DataFrame(rows)
+    if curves:
+        print(f"wrote {plot_curves(pd.concat(curves), png)}")
     cols = ["reverse_kl_sum", "forward_kl_sum", "cascading_sum", "repeat_rate", "test_ndcg10"]
     print(table.groupby("method")[cols].agg(["mean", "std"]).round(4).to_string())
     wide = table.pivot(index="seed", columns="method", values="reverse_kl_sum")
@@ -247,6 +255,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the adversary's contribution (mfgan-wmle - permuted), reverse KL sum: "
               f"{diff.mean():+.4f} (per seed: {', '.join(f'{d:+.4f}' for d in diff)})")  # fmt: skip
     return 0
+
+
+def plot_curves(steps: pd.DataFrame, path: Path) -> Path:
+    """Reverse and forward KL per continuation step, mean over seeds, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keep = steps[~steps["method"].str.endswith("@last")]
+    mean = keep.groupby(["method", "step"])[["reverse_kl", "forward_kl"]].mean().reset_index()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for ax, col, name in zip(
+        axes,
+        ("reverse_kl", "forward_kl"),
+        ("reverse KL(π ‖ p_true)", "forward KL(p_true ‖ π)"),
+        strict=True,
+    ):
+        for method, frame in mean.groupby("method", sort=False):
+            style = "--" if method == "bc" else "-"
+            ax.plot(frame["step"], frame[col], style, marker="o", ms=3, label=method)
+        ax.set_title(f"{name}, self-generated continuations")
+        ax.set_xlabel("continuation step")
+        ax.set_ylabel("nats")
+    axes[1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    n_seeds = keep["seed"].nunique()
+    fig.suptitle(f"Imitation of the synthetic true user (mean of {n_seeds} seed(s))")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
 
 
 def atomic_csv(frame: pd.DataFrame, path: Path) -> None:

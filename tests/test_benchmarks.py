@@ -134,5 +134,6 @@ def test_imitation_quick_runs_every_method_and_resumes(tmp_path, capsys):
     steps = pd.read_csv(tmp_path / "imitation_steps.csv")
     assert sorted(steps["step"].unique()) == list(range(1, 11))
     assert "the adversary's contribution" in capsys.readouterr().out
+    assert (tmp_path / "imitation_kl.png").stat().st_size > 1000  # the per-step KL curves
     assert imitation.main(["--quick", "--out", str(out)]) == 0  # finished cells are kept
     assert len(pd.read_csv(out)) == len(table)
