@@ -12,6 +12,8 @@ from rewards.base import REWARD_FORMS
 
 Negatives = Literal["continuation", "replace_last"]
 GENERATOR_UPDATES = ("policy_gradient", "weighted_mle")
+_FLAT_PG = ("gamma", "baseline", "entropy_coef", "mle_coef", "mc_rollouts", "maxent", "alpha",
+            "max_grad_norm", "policy_lr")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +39,10 @@ class AdversarialConfig:
         disc_lr: Adam learning rate of the reward-model updates.
         gamma, baseline, entropy_coef, mle_coef, mc_rollouts, maxent, alpha, exclude_seen,
             max_grad_norm: the policy gradient's settings (see ``agents.reinforce.PGConfig``).
+        pg: all of them as one nested ``PGConfig`` instead (PPO's ``ppo_epochs`` and
+            ``clip_ratio`` included; its ``n_steps`` and ``batch_size`` must equal ``horizon``
+            and ``rollout_batch_size``). With ``pg``, leave the flat fields above at their
+            defaults; ``exclude_seen`` still governs the negatives and the evaluation.
         n_eval_users: real prefixes for the oracle continuation log-likelihood.
         eval_batch_size: targets ranked at once during validation.
         seed: seeds everything (generators, env resets, dropout, pre-training).
@@ -95,6 +101,7 @@ class AdversarialConfig:
     auc_chance: float = 0.55
     auc_saturated: float = 0.99
     stop_on_collapse: bool = False
+    pg: PGConfig | None = None
 
     def __post_init__(self) -> None:
         if self.generator_update not in GENERATOR_UPDATES:
@@ -134,11 +141,35 @@ class AdversarialConfig:
             )
         if self.baseline not in BASELINES:
             raise ValueError(f"AdversarialConfig.baseline must be one of {BASELINES}")
+        self._check_pg()
         self.pg_config  # noqa: B018 - validates the policy-gradient fields
+
+    def _check_pg(self) -> None:
+        if self.pg is None:
+            return
+        if not isinstance(self.pg, PGConfig):
+            raise TypeError(
+                f"AdversarialConfig.pg must be a PGConfig; got {type(self.pg).__name__}"
+            )
+        for field, value in (("n_steps", self.horizon), ("batch_size", self.rollout_batch_size)):
+            if getattr(self.pg, field) != value:
+                raise ValueError(
+                    f"AdversarialConfig.pg.{field}={getattr(self.pg, field)} must equal "
+                    f"{'horizon' if field == 'n_steps' else 'rollout_batch_size'}={value}"
+                )
+        defaults = AdversarialConfig.__dataclass_fields__
+        flat = [name for name in _FLAT_PG if getattr(self, name) != defaults[name].default]
+        if flat:
+            raise ValueError(
+                f"AdversarialConfig sets the policy gradient twice: pg= and {flat}; "
+                "put those settings in pg"
+            )
 
     @property
     def pg_config(self) -> PGConfig:
-        """The policy-gradient settings of the g-steps."""
+        """The policy-gradient settings of the g-steps (``pg`` itself when given)."""
+        if self.pg is not None:
+            return self.pg
         return PGConfig(
             n_steps=self.horizon, batch_size=self.rollout_batch_size, gamma=self.gamma,
             baseline=self.baseline, entropy_coef=self.entropy_coef, lr=self.policy_lr,

@@ -23,8 +23,9 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from agents.actions import action_logits, next_log_probs, sample_items
+from agents.actions import next_log_probs, sample_items
 from agents.checkpoint import draw_seed, forked_global_rng
+from agents.pg_losses import clipped_surrogate_loss, policy_gradient_loss
 from agents.policy import SequencePolicy
 from recgym._checks import check_float, check_int
 from recgym._torch_io import evaluating
@@ -56,6 +57,9 @@ class PGConfig:
         alpha: temperature of ``maxent``.
         exclude_seen: never recommend an item already in the history window.
         normalize_advantages: divide advantages by their standard deviation.
+        ppo_epochs: ``0``: one REINFORCE step per rollout; ``k >= 1``: ``k`` steps of PPO's
+            clipped surrogate on each rollout (:mod:`agents.ppo`; the MLE term is not used).
+        clip_ratio: PPO's ``eps``: ratios are clipped to ``[1 - eps, 1 + eps]``.
     """
 
     n_steps: int = 10
@@ -71,9 +75,14 @@ class PGConfig:
     alpha: float = 0.01
     exclude_seen: bool = False
     normalize_advantages: bool = False
+    ppo_epochs: int = 0
+    clip_ratio: float = 0.2
 
     def __post_init__(self) -> None:
-        for name, low in (("n_steps", 1), ("batch_size", 1), ("mc_rollouts", 0)):
+        check_float(self, "clip_ratio", positive=True)
+        if self.ppo_epochs and self.mle_coef:
+            raise ValueError("PGConfig.mle_coef is a REINFORCE term: set it to 0 with ppo_epochs")
+        for name, low in (("n_steps", 1), ("batch_size", 1), ("mc_rollouts", 0), ("ppo_epochs", 0)):
             check_int(self, name, low)
         for name in ("gamma", "entropy_coef", "mle_coef", "alpha", "lr", "max_grad_norm"):
             positive = name in ("lr", "max_grad_norm")
@@ -256,52 +265,6 @@ def mc_q_values(
 
 
 # ----------------------------------------------------------------------------- the loss
-def policy_gradient_loss(
-    policy: SequencePolicy,
-    rollout: Rollout,
-    advantages: Tensor,
-    *,
-    entropy_coef: float = 0.0,
-    mle_coef: float = 0.0,
-    exclude_seen: bool = False,
-) -> tuple[Tensor, dict[str, float]]:
-    """REINFORCE loss ``-mean(A_t log pi(a_t|s_t)) - c_H H(pi) + c_MLE NLL(real next item)``.
-
-    All ``T * B`` states go through the policy in one batched forward pass. The MLE term uses
-    step 0 only, where the history is a real prefix and ``true_items[0]`` its real next item.
-
-    Returns:
-        ``(loss, metrics)``: a differentiable scalar and ``"policy/pg_loss"``,
-        ``"policy/entropy"``, ``"policy/mle_loss"``, ``"policy/loss"`` floats.
-    """
-    t_len, b, length = rollout.histories.shape
-    if advantages.shape != (t_len, b):
-        raise ValueError(f"advantages must be (T, B)=({t_len}, {b}); got {tuple(advantages.shape)}")
-    flat = rollout.histories.reshape(t_len * b, length)[:, -policy.max_len :]
-    logits = action_logits(policy(flat), flat)  # (T * B, n_items + 1)
-    log_pi = torch.log_softmax(action_logits(logits, flat, exclude_seen=exclude_seen), dim=1)
-    logp = log_pi.gather(1, rollout.actions.reshape(-1, 1)).squeeze(1)
-    # Masked entries: p = 0 and log p = -inf; zero them *before* the product (a where() after
-    # it would still send NaN gradients through the masked branch).
-    safe_log_pi = log_pi.masked_fill(torch.isinf(log_pi), 0.0)
-    entropy = -(log_pi.exp() * safe_log_pi).sum(1).mean()
-    pg_loss = -(advantages.reshape(-1).detach() * logp).mean()
-    loss = pg_loss - entropy_coef * entropy
-    mle_loss = torch.zeros((), device=logits.device)
-    target = rollout.true_items[0]
-    if mle_coef > 0 and bool((target > 0).any()):
-        nll = -torch.log_softmax(logits[:b], dim=1).gather(1, target.unsqueeze(1)).squeeze(1)
-        mle_loss = nll[target > 0].mean()
-        loss = loss + mle_coef * mle_loss
-    metrics = {
-        "policy/loss": float(loss.detach()),
-        "policy/pg_loss": float(pg_loss.detach()),
-        "policy/entropy": float(entropy.detach()),
-        "policy/mle_loss": float(mle_loss.detach()),
-    }
-    return loss, metrics
-
-
 # ----------------------------------------------------------------------------- the trainer
 class PolicyGradientTrainer:
     """REINFORCE updates of a policy on rollouts of a batched env.
@@ -364,16 +327,7 @@ class PolicyGradientTrainer:
             advantages = returns - baselines(returns, c.baseline)
             if c.normalize_advantages:
                 advantages = advantages / (advantages.std() + 1e-8)
-            self.policy.train()
-            loss, metrics = policy_gradient_loss(
-                self.policy, rollout, advantages, entropy_coef=c.entropy_coef,
-                mle_coef=c.mle_coef, exclude_seen=c.exclude_seen,
-            )  # fmt: skip
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = math.inf if c.max_grad_norm is None else c.max_grad_norm
-            grad_norm = nn.utils.clip_grad_norm_(self.policy.parameters(), norm)
-            self.optimizer.step()
+            metrics, grad_norm = self._update(rollout, advantages)
         self.n_updates += 1
         self.last_rollout = rollout
         metrics.update(
@@ -385,6 +339,29 @@ class PolicyGradientTrainer:
             }
         )
         return metrics
+
+    def _update(self, rollout: Rollout, advantages: Tensor) -> tuple[dict[str, float], Tensor]:
+        """One REINFORCE step, or ``ppo_epochs`` clipped-surrogate steps, on one rollout."""
+        c = self.config
+        norm = math.inf if c.max_grad_norm is None else c.max_grad_norm
+        for _ in range(max(c.ppo_epochs, 1)):
+            if c.ppo_epochs:
+                with evaluating(self.policy):  # the rollout's log-probs were taken in eval mode
+                    loss, metrics = clipped_surrogate_loss(
+                        self.policy, rollout, advantages, clip_ratio=c.clip_ratio,
+                        entropy_coef=c.entropy_coef, exclude_seen=c.exclude_seen,
+                    )  # fmt: skip
+            else:
+                self.policy.train()
+                loss, metrics = policy_gradient_loss(
+                    self.policy, rollout, advantages, entropy_coef=c.entropy_coef,
+                    mle_coef=c.mle_coef, exclude_seen=c.exclude_seen,
+                )  # fmt: skip
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(self.policy.parameters(), norm)
+            self.optimizer.step()
+        return metrics, grad_norm
 
     def returns(self, rollout: Rollout) -> Tensor:
         """``(T, B)`` returns: returns-to-go or MC Q-values, plus the MaxEnt term."""

@@ -159,6 +159,9 @@ def build_config(
     for key, value in merged.items():
         if isinstance(value, list) and _is_tuple_type(hints.get(key)):
             merged[key] = tuple(value)
+        nested = _nested_config(hints.get(key))
+        if nested is not None and isinstance(value, Mapping):  # e.g. [adversarial.weighted_mle]
+            merged[key] = build_config(nested, value, section=f"{section or cls.__name__}.{key}")
     return cls(**merged)
 
 
@@ -183,6 +186,16 @@ def _field_types(cls: type) -> dict[str, Any]:
         return typing.get_type_hints(cls)
     except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to the raw strings
         return {f.name: f.type for f in fields(cls)}
+
+
+def _nested_config(annotation: Any) -> type | None:
+    """The dataclass a field holds (``X`` or ``X | None``), else ``None``."""
+    if isinstance(annotation, type) and is_dataclass(annotation):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        found = [a for a in typing.get_args(annotation) if isinstance(a, type) and is_dataclass(a)]
+        return found[0] if len(found) == 1 else None
+    return None
 
 
 def _is_tuple_type(annotation: Any) -> bool:

@@ -19,6 +19,7 @@ from agents.checkpoint import (
     save_checkpoint,
 )
 from agents.early_stopping import validation_metrics
+from agents.reinforce import PGConfig
 from agents.sasrec import SASRecConfig, SASRecPolicy
 from agents.weighted_mle import WeightedMLEConfig
 from recgym.errors import RecGymError
@@ -426,3 +427,20 @@ def test_plot_training_health_draws_a_panel_per_metric(tmp_path, synthetic):
         plot_training_health(frame[["round"]])
     with pytest.raises(ValueError, match="'round' column"):
         plot_training_health(frame.drop(columns=["round"]))
+
+
+def test_the_policy_gradient_settings_nest_as_one_pg_config(tmp_path, synthetic):
+    pg = PGConfig(n_steps=3, batch_size=32, lr=1e-3, ppo_epochs=2, baseline="leave_one_out")
+    sizes = dict(rollout_batch_size=32, horizon=3, max_len=20, d_batch_size=32, n_eval_users=32)
+    config = AdversarialConfig(n_rounds=1, disc_lr=1e-3, pg=pg, **sizes)
+    assert config.pg_config is pg
+    data, split = synthetic
+    trainer = AdversarialTrainer(make_policy(), make_reward("multifactor", split), split, config)
+    frame = trainer.train()
+    assert "policy/clip_fraction" in frame  # the PPO surrogate ran
+    with pytest.raises(ValueError, match=r"pg.n_steps=3 must equal horizon=4"):
+        AdversarialConfig(pg=pg, **(sizes | {"horizon": 4}))
+    with pytest.raises(ValueError, match=r"policy gradient twice: pg= and \['entropy_coef'\]"):
+        AdversarialConfig(pg=pg, entropy_coef=0.5, **sizes)
+    with pytest.raises(TypeError, match="AdversarialConfig.pg must be a PGConfig"):
+        AdversarialConfig(pg={"lr": 1.0}, **sizes)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from agents.actions import sample_continuations
+from agents.pg_losses import clipped_surrogate_loss, policy_gradient_loss
 from agents.policy import SequencePolicy
 from agents.reinforce import (
     PGConfig,
@@ -17,7 +18,6 @@ from agents.reinforce import (
     baselines,
     collect_rollouts,
     mc_q_values,
-    policy_gradient_loss,
     returns_to_go,
 )
 from recgym import BatchedRecEnv, EnvConfig, HitReward, SequenceDataset, leave_one_out
@@ -255,9 +255,10 @@ def test_training_is_deterministic_and_leaves_the_global_rng_alone():
         assert torch.equal(pa, pb)
 
 
-def test_state_dict_resumes_exactly():
+@pytest.mark.parametrize("ppo_epochs", [0, 3])
+def test_state_dict_resumes_exactly(ppo_epochs):
     split = cycle_split()
-    config = PGConfig(n_steps=3, batch_size=32, lr=0.05)
+    config = PGConfig(n_steps=3, batch_size=32, lr=0.05, ppo_epochs=ppo_epochs)
     straight = PolicyGradientTrainer(BigramPolicy(8), make_env(split), config, seed=1)
     for _ in range(4):
         straight.step()
@@ -283,3 +284,59 @@ def test_trainer_rejects_mismatched_settings():
         )
     with pytest.raises(TypeError, match="SequencePolicy"):
         PolicyGradientTrainer(object(), make_env(split), PGConfig(n_steps=3, batch_size=32))
+
+
+# ----------------------------------------------------------------------------- PPO
+def test_the_clipped_surrogate_at_the_sampling_policy_is_reinforce(generator):
+    """rho = 1 at the first epoch: no clipping, no KL, and REINFORCE's gradient (in eval mode)."""
+    split = cycle_split()
+    env, policy = make_env(split), BigramPolicy(8).eval()
+    rollout = collect_rollouts(env, policy, generator, seed=1)
+    advantages = torch.randn(3, 32, generator=generator)
+    loss, metrics = clipped_surrogate_loss(policy, rollout, advantages, clip_ratio=0.2)
+    assert metrics["policy/clip_fraction"] == 0.0
+    assert abs(metrics["policy/approx_kl"]) < 1e-6
+    assert loss.item() == pytest.approx(-advantages.mean().item(), abs=1e-5)
+    ppo_grad = torch.autograd.grad(loss, policy.item_embedding.weight)[0]
+    reinforce, _ = policy_gradient_loss(policy, rollout, advantages)
+    reinforce_grad = torch.autograd.grad(reinforce, policy.item_embedding.weight)[0]
+    torch.testing.assert_close(ppo_grad, reinforce_grad)
+
+
+def test_clipping_stops_the_gradient_of_ratios_past_the_range(generator):
+    split = cycle_split()
+    env, policy = make_env(split), BigramPolicy(8).eval()
+    rollout = collect_rollouts(env, policy, generator, seed=1)
+    far = rollout._replace(log_probs=rollout.log_probs - 1.0)  # rho = e > 1.2 everywhere
+    loss, metrics = clipped_surrogate_loss(policy, far, torch.ones(3, 32), clip_ratio=0.2)
+    assert metrics["policy/clip_fraction"] == 1.0
+    assert loss.item() == pytest.approx(-1.2, abs=1e-5)  # min(rho A, 1.2 A) = 1.2 for A = 1
+    grad = torch.autograd.grad(loss, policy.item_embedding.weight, allow_unused=True)[0]
+    assert grad is None or torch.count_nonzero(grad) == 0
+
+
+def test_ppo_epochs_learn_the_cycle_with_fewer_rollouts():
+    split = cycle_split()
+
+    def final_reward(ppo_epochs: int) -> float:
+        env = make_env(split, batch_size=64, horizon=3)
+        config = PGConfig(n_steps=3, batch_size=64, lr=0.05, entropy_coef=0.05,
+                          ppo_epochs=ppo_epochs)  # fmt: skip
+        trainer = PolicyGradientTrainer(BigramPolicy(8), env, config, seed=0)
+        return float(np.mean([trainer.step()["reward/mean"] for _ in range(12)][-3:]))
+
+    reinforce, ppo = final_reward(0), final_reward(4)
+    assert ppo > 0.6 and ppo > reinforce + 0.1  # 4 steps per rollout: the same rollouts go further
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"ppo_epochs": -1}, "PGConfig.ppo_epochs must be an int >= 0"),
+        ({"clip_ratio": 0.0}, "PGConfig.clip_ratio"),
+        ({"ppo_epochs": 2, "mle_coef": 0.5}, "mle_coef is a REINFORCE term"),
+    ],
+)
+def test_bad_ppo_settings_name_the_field(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        PGConfig(**overrides)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 
+import pandas as pd
 import pytest
 import torch
 
@@ -280,3 +282,18 @@ def test_train_progress_bars_on_request(tiny_toml, tmp_path, capsys):
     assert "mle" in err and "2/2" in err and "val_ndcg10=" in err and "adversarial" in err
     assert train(tiny_toml, tmp_path / "quiet", "mle", "--epochs", "2", "--no-progress") == 0
     assert "val_ndcg10=" not in capsys.readouterr().err
+
+
+def test_train_mfgan_with_the_official_generator_step_from_a_nested_section(tmp_path):
+    without = re.sub(r"\[adversarial\]\n(?:[^\[\n][^\n]*\n)*", "", TINY)
+    assert "[adversarial]" not in without
+    config = tmp_path / "wmle.toml"
+    config.write_text(without + (
+        '\n[adversarial]\ngenerator_update = "weighted_mle"\nhorizon = 2\n'
+        "rollout_batch_size = 16\nd_batch_size = 32\nn_eval_users = 16\n"
+        '\n[adversarial.weighted_mle]\nweights = "permuted"\nbatch_size = 32\n'
+    ))  # fmt: skip
+    assert train(config, tmp_path / "run", "mfgan", "--rounds", "1") == 0
+    history = pd.read_csv(tmp_path / "run" / "history_mfgan.csv")
+    assert {"gen/loss", "gen/weight_mean", "disc/heldout_auc"} <= set(history.columns)
+    assert "policy/pg_loss" not in history  # no policy-gradient step in this mode
