@@ -32,6 +32,7 @@ from torch import Tensor
 
 from agents.adversarial_config import AdversarialConfig
 from agents.adversarial_steps import (
+    GreedyTopKNegatives,
     PolicyNegatives,
     check_components,
     discriminator_health,
@@ -128,8 +129,11 @@ class AdversarialTrainer:
         self.real_pool = real_sequences(split, c.max_len, min_len=min_len, device=self.device)
         if len(self.real_pool) == 0:
             raise ValueError(f"no training sequence has >= {min_len} items; lower horizon")
-        steps = c.horizon if c.negatives == "continuation" else 1
-        self.negatives = PolicyNegatives(policy, steps, exclude_seen=c.exclude_seen)
+        if c.negatives == "greedy_topk":
+            self.negatives = GreedyTopKNegatives(policy, c.n_fakes, exclude_seen=c.exclude_seen)
+        else:
+            steps = c.horizon if c.negatives == "continuation" else 1
+            self.negatives = PolicyNegatives(policy, steps, exclude_seen=c.exclude_seen)
         self.generator = torch.Generator(device=self.device).manual_seed(c.seed + 1)
         self.rng = np.random.default_rng(c.seed)
         self.wmle = None

@@ -10,7 +10,8 @@ from agents.weighted_mle import WeightedMLEConfig
 from recgym._checks import check_float, check_int
 from rewards.base import REWARD_FORMS
 
-Negatives = Literal["continuation", "replace_last"]
+Negatives = Literal["continuation", "replace_last", "greedy_topk"]
+NEGATIVES = ("continuation", "replace_last", "greedy_topk")
 GENERATOR_UPDATES = ("policy_gradient", "weighted_mle")
 _FLAT_PG = ("gamma", "baseline", "entropy_coef", "mle_coef", "mc_rollouts", "maxent", "alpha",
             "max_grad_norm", "policy_lr")  # fmt: skip
@@ -33,7 +34,10 @@ class AdversarialConfig:
         d_batch_size: real (and as many fake) sequences per reward-model update.
         negatives: fakes for the reward model: ``"continuation"`` (the newest ``k`` items of a
             real sequence replaced by a policy continuation, ``k`` uniform in ``1..horizon``
-            per update) or ``"replace_last"`` (``k = 1``: the last item a policy sample).
+            per update), ``"replace_last"`` (``k = 1``: the last item a policy sample) or
+            ``"greedy_topk"`` (the official MFGAN code's: the last item replaced by each of the
+            policy's greedy top-``n_fakes`` items, ``n_fakes`` fakes per real sequence).
+        n_fakes: fakes per real sequence under ``"greedy_topk"`` (10 in the official code).
         reward_form: read the reward model's logits with another form (``None`` = its own).
         policy_lr: Adam learning rate of the policy gradient.
         disc_lr: Adam learning rate of the reward-model updates.
@@ -76,6 +80,7 @@ class AdversarialConfig:
     max_len: int = 50
     d_batch_size: int = 256
     negatives: Negatives = "continuation"
+    n_fakes: int = 10
     reward_form: str | None = None
     policy_lr: float = 1e-4
     disc_lr: float = 1e-4
@@ -122,17 +127,23 @@ class AdversarialConfig:
                 f"got {self.auc_chance!r}, {self.auc_saturated!r}"
             )
         positive = ("n_rounds", "g_steps", "d_steps", "eval_every", "rollout_batch_size")
-        positive += ("horizon", "max_len", "d_batch_size", "n_eval_users", "eval_batch_size")
+        positive += (
+            "horizon",
+            "max_len",
+            "d_batch_size",
+            "n_eval_users",
+            "eval_batch_size",
+            "n_fakes",
+        )
         for name in positive:
             check_int(self, name, 1)
         for name in ("pretrain_policy_epochs", "pretrain_reward_epochs", "seed", "n_heldout"):
             check_int(self, name, 0)
         for name in ("policy_lr", "disc_lr"):
             check_float(self, name, positive=True)
-        if self.negatives not in ("continuation", "replace_last"):
+        if self.negatives not in NEGATIVES:
             raise ValueError(
-                f"AdversarialConfig.negatives must be 'continuation' or 'replace_last'; "
-                f"got {self.negatives!r}"
+                f"AdversarialConfig.negatives must be one of {NEGATIVES}; got {self.negatives!r}"
             )
         if self.reward_form is not None and self.reward_form not in REWARD_FORMS:
             raise ValueError(

@@ -43,6 +43,29 @@ class PolicyNegatives:
         return ContinuationSampler(self._generate, k).sample(real, generator)
 
 
+class GreedyTopKNegatives:
+    """The official MFGAN fakes: each real sequence with its last item replaced by each of the
+    policy's greedy top-``k`` next items (never the real one, nor a seen one with
+    ``exclude_seen``), ``k`` fakes per real, grouped by real: ``(B * k, L)``.
+
+    The reward models' losses average each class on its own, so ``k`` sets how many fakes a
+    real sequence is judged against, not the classes' weights.
+    """
+
+    def __init__(self, policy: SequencePolicy, k: int, *, exclude_seen: bool) -> None:
+        self.policy, self.k, self.exclude_seen = policy, k, exclude_seen
+
+    @torch.no_grad()
+    def sample(self, real: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``(B * k, L)`` fakes of ``(B, L)`` real sequences (deterministic: no draw)."""
+        prefix = real[:, :-1]
+        with evaluating(self.policy):
+            log_pi = next_log_probs(self.policy, prefix, exclude_seen=self.exclude_seen)
+        log_pi = log_pi.scatter(1, real[:, -1:], float("-inf"))  # a fake is never the real item
+        top = log_pi.topk(self.k, dim=1).indices  # (B, k)
+        return torch.cat([prefix.repeat_interleave(self.k, 0), top.reshape(-1, 1)], dim=1)
+
+
 def discriminator_step(
     reward_model: RewardModel,
     real_pool: Tensor,

@@ -196,9 +196,10 @@ def _epoch(
 def _validate(model: RewardModel, real: Tensor, fake: Tensor, batch_size: int) -> dict[str, float]:
     """Loss, AUC and accuracy on the fixed validation pairs, scored in chunks."""
     chunk = 4 * batch_size
+    per_real = max(len(fake) // max(len(real), 1), 1)  # k fakes per real (greedy top-k), in order
     losses, r_real, r_fake = [], [], []
     with evaluating(model):
-        for real_b, fake_b in zip(real.split(chunk), fake.split(chunk), strict=True):
+        for real_b, fake_b in zip(real.split(chunk), fake.split(chunk * per_real), strict=True):
             losses.append(float(model.loss(real_b, fake_b)) * len(real_b))
             r_real.append(logits_to_reward(model(real_b), model.reward_form).float())
             r_fake.append(logits_to_reward(model(fake_b), model.reward_form).float())

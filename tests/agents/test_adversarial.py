@@ -11,7 +11,7 @@ import torch
 import agents.adversarial as adversarial
 from agents.adversarial import AdversarialTrainer
 from agents.adversarial_config import AdversarialConfig
-from agents.adversarial_steps import PolicyNegatives
+from agents.adversarial_steps import GreedyTopKNegatives, PolicyNegatives
 from agents.checkpoint import (
     load_checkpoint,
     make_checkpoint,
@@ -24,6 +24,7 @@ from agents.sasrec import SASRecConfig, SASRecPolicy
 from agents.weighted_mle import WeightedMLEConfig
 from recgym.errors import RecGymError
 from rewards import EnergyConfig, EnergyDiscriminator, MultiFactorConfig, MultiFactorDiscriminator
+from rewards.negatives import real_sequences
 
 ROUND_COLUMNS = [
     "round",
@@ -77,6 +78,7 @@ def small_config(tmp_path, **overrides) -> AdversarialConfig:
     [
         ("multifactor", {}),
         ("energy", {"maxent": True, "alpha": 0.05, "negatives": "replace_last"}),
+        ("multifactor", {"negatives": "greedy_topk", "n_fakes": 4}),
     ],
 )
 def test_two_rounds_end_to_end(tmp_path, synthetic, kind, overrides):
@@ -398,6 +400,8 @@ def test_a_collapsed_discriminator_warns_and_can_stop_the_run(tmp_path, syntheti
         ({"auc_chance": 0.9, "auc_saturated": 0.8}, ValueError, "auc_chance < auc_saturated"),
         ({"d_steps": 0}, ValueError, "AdversarialConfig.d_steps must be an int >= 1"),
         ({"n_heldout": -1}, ValueError, "AdversarialConfig.n_heldout must be an int >= 0"),
+        ({"n_fakes": 0}, ValueError, "AdversarialConfig.n_fakes must be an int >= 1"),
+        ({"negatives": "top1"}, ValueError, "AdversarialConfig.negatives must be one of"),
     ],
 )
 def test_bad_generator_and_health_settings_name_the_field(overrides, error, match):
@@ -444,3 +448,19 @@ def test_the_policy_gradient_settings_nest_as_one_pg_config(tmp_path, synthetic)
         AdversarialConfig(pg=pg, entropy_coef=0.5, **sizes)
     with pytest.raises(TypeError, match="AdversarialConfig.pg must be a PGConfig"):
         AdversarialConfig(pg={"lr": 1.0}, **sizes)
+
+
+def test_greedy_topk_negatives_replace_the_last_item_by_the_top_k_unseen_items(synthetic):
+    data, split = synthetic
+    policy = make_policy()
+    real = real_sequences(split, 20, min_len=2)[:16]
+    fakes = GreedyTopKNegatives(policy, 5, exclude_seen=True).sample(real)
+    assert fakes.shape == (16 * 5, 20)
+    assert torch.equal(fakes[:, :-1], real[:, :-1].repeat_interleave(5, 0))  # same prefix
+    last = fakes[:, -1].reshape(16, 5)
+    assert (last != real[:, -1:]).all()  # never the real item
+    assert not (last.unsqueeze(2) == real[:, :-1].unsqueeze(1)).any()  # never a seen item
+    assert all(len(set(row.tolist())) == 5 for row in last)
+    with torch.no_grad():
+        scores = policy.eval()(real[:, :-1]).gather(1, last)
+    assert (scores[:, :-1] >= scores[:, 1:]).all()  # the top items, best first
