@@ -6,27 +6,21 @@ and the quality metrics (oracle log-likelihood of generated continuations).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from agents.policy import SequencePolicy
 from recgym._torch_io import evaluating
+from recgym.rollout import mask_scores
 
 
 def action_logits(logits: Tensor, history: Tensor, *, exclude_seen: bool = False) -> Tensor:
     """Float ``(B, n_items + 1)`` logits with padding and, optionally, seen items at ``-inf``.
 
-    A row whose window holds every item keeps all items (a repeat is then unavoidable) rather
-    than becoming an all-``-inf`` row with no valid action.
+    The rule is :func:`recgym.rollout.mask_scores` (a fully seen window keeps every item), the
+    one every next-item choice uses.
     """
-    pad = torch.arange(logits.shape[1], device=logits.device) == 0
-    logits = logits.float().masked_fill(pad, -math.inf)
-    if not exclude_seen:
-        return logits
-    masked = logits.scatter(1, history, -math.inf)
-    return torch.where(torch.isinf(masked).all(dim=1, keepdim=True), logits, masked)
+    return mask_scores(logits, history, exclude_seen=exclude_seen)
 
 
 def next_log_probs(

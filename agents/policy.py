@@ -25,6 +25,7 @@ from torch.distributions import Categorical
 
 from recgym._checks import is_int
 from recgym._torch_io import atomic_torch_save, evaluating, load_module, module_payload
+from recgym.rollout import mask_scores
 from recgym.types import SessionState
 
 
@@ -90,12 +91,12 @@ class SequencePolicy(nn.Module, ABC):
         return self.encode(history, delta=delta) @ self.item_table(delta).T
 
     def masked_logits(self, history: Tensor, *, exclude_seen: bool = False) -> Tensor:
-        """:meth:`forward` with padding (and optionally the history's items) set to ``-inf``."""
-        logits = self(history).float()
-        if exclude_seen:
-            logits = logits.scatter(1, history, float("-inf"))
-        logits[:, 0] = float("-inf")
-        return logits
+        """:meth:`forward` with padding (and optionally the history's items) set to ``-inf``.
+
+        The masking rule is :func:`recgym.rollout.mask_scores`: a window holding every item
+        keeps them all, so a fully seen history still has a valid action.
+        """
+        return mask_scores(self(history), history, exclude_seen=exclude_seen)
 
     def distribution(self, history: Tensor, *, exclude_seen: bool = False) -> Categorical:
         """The policy ``pi(. | history)`` over ids ``0..n_items`` (padding has probability 0)."""

@@ -29,19 +29,25 @@ class Policy(Protocol):
 def mask_scores(scores: Tensor, history: Tensor, *, exclude_seen: bool) -> Tensor:
     """Set padding (column 0) and, optionally, items in ``history`` to ``-inf``.
 
+    The one masking rule of every next-item choice in recgym (the policies' ``act`` and
+    ``log_prob``, the rollouts, the quality metrics, the reward models' negatives): a row whose
+    window holds every item keeps all items (a repeat is then unavoidable) rather than becoming
+    an all-``-inf`` row with no valid action. Differentiable in ``scores``.
+
     Args:
         scores: ``(B, n_items + 1)`` float scores.
         history: ``(B, L)`` left-padded item ids.
         exclude_seen: also mask the items of each history.
 
     Returns:
-        A masked copy of ``scores``.
+        A masked float copy of ``scores``.
     """
-    masked = scores.clone().float()
-    if exclude_seen:
-        masked.scatter_(1, history, float("-inf"))
-    masked[:, 0] = float("-inf")
-    return masked
+    pad = torch.arange(scores.shape[1], device=scores.device) == 0
+    masked = scores.float().masked_fill(pad, float("-inf"))
+    if not exclude_seen:
+        return masked
+    unseen = masked.scatter(1, history, float("-inf"))
+    return torch.where(torch.isinf(unseen).all(dim=1, keepdim=True), masked, unseen)
 
 
 class RecommenderPolicy:

@@ -215,3 +215,33 @@ def test_device_argument_places_the_policy(cls):
     if not torch.cuda.is_available():
         with pytest.raises((RuntimeError, ValueError), match="CUDA"):
             cls(n_items=30, seed=0, device="cuda")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_masking_rule_for_the_policy_the_rollouts_and_the_metrics(kind):
+    """A window holding every item keeps all items (a repeat is forced), everywhere alike."""
+    from agents.actions import action_logits, next_log_probs
+    from recgym.rollout import mask_scores
+
+    n_items = 8  # <= MAX_LEN: a window can hold the whole catalogue
+    if kind == "sasrec":
+        policy = SASRecPolicy(SASRecConfig(max_len=MAX_LEN, dim=16, n_blocks=1), n_items=n_items)
+    else:
+        policy = GRUPolicy(GRUConfig(max_len=MAX_LEN, dim=16, hidden_size=16), n_items=n_items)
+    policy.eval()
+    g = torch.Generator().manual_seed(0)
+    history = torch.randint(1, n_items + 1, (4, MAX_LEN), generator=g)
+    history[0, -n_items:] = torch.randperm(n_items, generator=g) + 1  # every item seen
+    history[0, :-n_items] = 0
+    with torch.no_grad():
+        raw = policy(history)
+        masked = policy.masked_logits(history, exclude_seen=True)
+        assert torch.equal(action_logits(raw, history, exclude_seen=True), masked)
+        assert torch.equal(mask_scores(raw, history, exclude_seen=True), masked)
+        log_pi = next_log_probs(policy, history, exclude_seen=True)
+    torch.testing.assert_close(log_pi, torch.log_softmax(masked, dim=1))
+    assert torch.isfinite(masked[0, 1:]).all()  # the full window keeps every item
+    assert torch.equal(torch.isinf(masked[1:, 1:]), (history[1:].unsqueeze(2) ==
+                       torch.arange(1, n_items + 1)).any(1))  # fmt: skip
+    action = policy.act(history, exclude_seen=True)
+    assert torch.isfinite(policy.log_prob(history, action, exclude_seen=True)).all()
