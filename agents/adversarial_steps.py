@@ -15,6 +15,7 @@ from torch import Tensor
 from agents.actions import next_log_probs, sample_continuations
 from agents.checkpoint import forked_global_rng
 from agents.policy import SequencePolicy
+from agents.quality import catalogue_coverage
 from recgym._checks import check_n_items
 from recgym._torch_io import evaluating
 from recgym.splits import Split
@@ -130,7 +131,9 @@ def policy_drift(
 
     Returns:
         ``policy/rel_change`` (``||theta - theta_0|| / ||theta_0||``), ``policy/kl_from_start``
-        (mean ``KL(pi || pi_0)``), ``policy/heldout_entropy`` (mean entropy of ``pi``), in nats.
+        (mean ``KL(pi || pi_0)``), ``policy/heldout_entropy`` (mean entropy of ``pi``), in nats,
+        and ``policy/top1_coverage`` (catalogue share of the greedy items: in every mode, as
+        weighted MLE makes no rollouts).
     """
     now = policy.state_dict()
     moved = sum(float((now[k].float() - v.float()).square().sum()) for k, v in start.items())
@@ -145,6 +148,7 @@ def policy_drift(
         "policy/rel_change": (moved / max(scale, 1e-30)) ** 0.5,
         "policy/kl_from_start": float(kl.mean()),
         "policy/heldout_entropy": float(entropy.mean()),
+        "policy/top1_coverage": catalogue_coverage(logp.argmax(1), policy.n_items),
     }
 
 

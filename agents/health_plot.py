@@ -20,6 +20,7 @@ PANELS: tuple[tuple[str, str], ...] = (
     ("policy/kl_from_start", "KL(π ‖ π_start) (nats)"),
     ("policy/rel_change", "‖θ − θ_start‖ / ‖θ_start‖"),
     ("rollout/coverage", "rollout coverage"),
+    ("policy/top1_coverage", "greedy top-1 coverage"),
     ("eval/NDCG@10", "validation NDCG@10"),
 )
 """``(column, title)`` of each panel, in order; panels whose column is absent are left out."""
