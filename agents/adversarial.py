@@ -231,6 +231,7 @@ class AdversarialTrainer:
     def _mark_start(self) -> None:
         self.start_state = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         self.start_policy = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        self.pg.set_reference(self.start_state)  # PGConfig.kl_coef: the penalty's reference
 
     def _check_health(self, row: dict[str, float]) -> None:
         c = self.config

@@ -112,3 +112,26 @@ def clipped_surrogate_loss(
         "policy/approx_kl": float(approx_kl),
     }
     return loss, metrics
+
+
+def kl_to_reference(
+    policy: SequencePolicy, reference: SequencePolicy, histories: Tensor, *, exclude_seen: bool
+) -> Tensor:
+    """Mean ``KL(pi || pi_ref)`` over ``(T, B, L)`` rollout states; differentiable in ``pi``.
+
+    The reference is read in eval mode without gradient; masked items have ``p = 0`` and add
+    nothing (zeroed before the product, so no NaN gradient flows through them).
+    """
+    t_len, b, length = histories.shape
+    flat = histories.reshape(t_len * b, length)[:, -policy.max_len :]
+    log_pi = torch.log_softmax(action_logits(policy(flat), flat, exclude_seen=exclude_seen), dim=1)
+    with torch.no_grad():
+        was_training = reference.training
+        reference.eval()
+        log_ref = torch.log_softmax(
+            action_logits(reference(flat), flat, exclude_seen=exclude_seen), dim=1
+        )
+        reference.train(was_training)
+    finite = torch.isfinite(log_pi) & torch.isfinite(log_ref)
+    gap = torch.where(finite, log_pi - log_ref, torch.zeros_like(log_pi))
+    return (log_pi.exp() * gap).sum(1).mean()

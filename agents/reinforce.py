@@ -16,6 +16,7 @@ reward, so the policy maximises ``E[r(S)] + alpha H(pi)`` (the Boltzmann optimum
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 
 from agents.actions import next_log_probs, sample_items
 from agents.checkpoint import draw_seed, forked_global_rng
-from agents.pg_losses import clipped_surrogate_loss, policy_gradient_loss
+from agents.pg_losses import clipped_surrogate_loss, kl_to_reference, policy_gradient_loss
 from agents.policy import SequencePolicy
 from recgym._checks import check_float, check_int
 from recgym._torch_io import evaluating
@@ -60,6 +61,9 @@ class PGConfig:
         ppo_epochs: ``0``: one REINFORCE step per rollout; ``k >= 1``: ``k`` steps of PPO's
             clipped surrogate on each rollout (:mod:`agents.ppo`; the MLE term is not used).
         clip_ratio: PPO's ``eps``: ratios are clipped to ``[1 - eps, 1 + eps]``.
+        kl_coef: weight of a penalty ``KL(pi || pi_ref)`` per rollout state, ``pi_ref`` the
+            policy as it was when the trainer was built (:meth:`PolicyGradientTrainer.
+            set_reference` moves it): keeps a learned-reward run near its MLE start.
     """
 
     n_steps: int = 10
@@ -77,6 +81,7 @@ class PGConfig:
     normalize_advantages: bool = False
     ppo_epochs: int = 0
     clip_ratio: float = 0.2
+    kl_coef: float = 0.0
 
     def __post_init__(self) -> None:
         check_float(self, "clip_ratio", positive=True)
@@ -84,7 +89,15 @@ class PGConfig:
             raise ValueError("PGConfig.mle_coef is a REINFORCE term: set it to 0 with ppo_epochs")
         for name, low in (("n_steps", 1), ("batch_size", 1), ("mc_rollouts", 0), ("ppo_epochs", 0)):
             check_int(self, name, low)
-        for name in ("gamma", "entropy_coef", "mle_coef", "alpha", "lr", "max_grad_norm"):
+        for name in (
+            "gamma",
+            "entropy_coef",
+            "mle_coef",
+            "alpha",
+            "lr",
+            "max_grad_norm",
+            "kl_coef",
+        ):
             positive = name in ("lr", "max_grad_norm")
             check_float(self, name, positive=positive, optional=name == "max_grad_norm")
         if self.gamma > 1.0:
@@ -314,6 +327,9 @@ class PolicyGradientTrainer:
         self.generator = torch.Generator(device=env.device).manual_seed(int(seed))
         self.n_updates = 0
         self.last_rollout: Rollout | None = None
+        self.reference: SequencePolicy | None = None  # the KL penalty's frozen reference
+        if config.kl_coef > 0:
+            self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
 
     def step(self) -> dict[str, float]:
         """Collect one rollout and take one gradient step; returns float metrics."""
@@ -357,11 +373,21 @@ class PolicyGradientTrainer:
                     self.policy, rollout, advantages, entropy_coef=c.entropy_coef,
                     mle_coef=c.mle_coef, exclude_seen=c.exclude_seen,
                 )  # fmt: skip
+            if self.reference is not None:
+                kl = kl_to_reference(self.policy, self.reference, rollout.histories,
+                                     exclude_seen=c.exclude_seen)  # fmt: skip
+                loss = loss + c.kl_coef * kl
+                metrics["policy/kl_to_reference"] = float(kl.detach())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(self.policy.parameters(), norm)
             self.optimizer.step()
         return metrics, grad_norm
+
+    def set_reference(self, state: dict[str, Tensor] | None = None) -> None:
+        """Make ``state`` (default: the policy's current weights) the KL penalty's reference."""
+        if self.reference is not None:
+            self.reference.load_state_dict(self.policy.state_dict() if state is None else state)
 
     def returns(self, rollout: Rollout) -> Tensor:
         """``(T, B)`` returns: returns-to-go or MC Q-values, plus the MaxEnt term."""
@@ -378,14 +404,19 @@ class PolicyGradientTrainer:
 
     def state_dict(self) -> dict:
         """Optimiser state, generator state and update counter (``weights_only``-loadable)."""
-        return {
+        state = {
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "n_updates": self.n_updates,
         }
+        if self.reference is not None:
+            state["reference"] = self.reference.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.n_updates = int(state["n_updates"])
+        if self.reference is not None and "reference" in state:
+            self.reference.load_state_dict(state["reference"])

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from agents.actions import sample_continuations
-from agents.pg_losses import clipped_surrogate_loss, policy_gradient_loss
+from agents.pg_losses import clipped_surrogate_loss, kl_to_reference, policy_gradient_loss
 from agents.policy import SequencePolicy
 from agents.reinforce import (
     PGConfig,
@@ -255,10 +255,10 @@ def test_training_is_deterministic_and_leaves_the_global_rng_alone():
         assert torch.equal(pa, pb)
 
 
-@pytest.mark.parametrize("ppo_epochs", [0, 3])
-def test_state_dict_resumes_exactly(ppo_epochs):
+@pytest.mark.parametrize(("ppo_epochs", "kl_coef"), [(0, 0.0), (3, 0.0), (0, 1.0)])
+def test_state_dict_resumes_exactly(ppo_epochs, kl_coef):
     split = cycle_split()
-    config = PGConfig(n_steps=3, batch_size=32, lr=0.05, ppo_epochs=ppo_epochs)
+    config = PGConfig(n_steps=3, batch_size=32, lr=0.05, ppo_epochs=ppo_epochs, kl_coef=kl_coef)
     straight = PolicyGradientTrainer(BigramPolicy(8), make_env(split), config, seed=1)
     for _ in range(4):
         straight.step()
@@ -335,8 +335,43 @@ def test_ppo_epochs_learn_the_cycle_with_fewer_rollouts():
         ({"ppo_epochs": -1}, "PGConfig.ppo_epochs must be an int >= 0"),
         ({"clip_ratio": 0.0}, "PGConfig.clip_ratio"),
         ({"ppo_epochs": 2, "mle_coef": 0.5}, "mle_coef is a REINFORCE term"),
+        ({"kl_coef": -1.0}, "PGConfig.kl_coef"),
     ],
 )
 def test_bad_ppo_settings_name_the_field(overrides, match):
     with pytest.raises(ValueError, match=match):
         PGConfig(**overrides)
+
+
+# ----------------------------------------------------------------------------- KL penalty
+def test_kl_to_reference_is_zero_at_the_reference_and_the_kl_otherwise(generator):
+    split = cycle_split()
+    env, policy = make_env(split), BigramPolicy(8).eval()
+    rollout = collect_rollouts(env, policy, generator, seed=1)
+    assert kl_to_reference(policy, policy, rollout.histories, exclude_seen=True).item() == (
+        pytest.approx(0.0, abs=1e-6)
+    )
+    other = BigramPolicy(8, seed=1).eval()
+    kl = kl_to_reference(policy, other, rollout.histories, exclude_seen=False)
+    flat = rollout.histories.reshape(-1, rollout.histories.shape[-1])
+    p = torch.distributions.Categorical(logits=policy.masked_logits(flat))
+    q = torch.distributions.Categorical(logits=other.masked_logits(flat))
+    assert kl.item() == pytest.approx(torch.distributions.kl_divergence(p, q).mean().item(),
+                                      rel=1e-4)  # fmt: skip
+
+
+def test_the_kl_penalty_keeps_the_policy_near_its_reference():
+    split = cycle_split()
+
+    def drift(kl_coef: float) -> float:
+        env = make_env(split, batch_size=64, horizon=3)
+        config = PGConfig(n_steps=3, batch_size=64, lr=0.05, kl_coef=kl_coef)
+        trainer = PolicyGradientTrainer(BigramPolicy(8), env, config, seed=0)
+        start = BigramPolicy(8).eval()
+        for _ in range(15):
+            trainer.step()
+        histories = torch.arange(1, 9).reshape(1, 8, 1)
+        return kl_to_reference(trainer.policy.eval(), start, histories, exclude_seen=False).item()
+
+    free, held = drift(0.0), drift(5.0)
+    assert held < 0.5 * free
