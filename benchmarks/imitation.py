@@ -16,6 +16,8 @@ full NDCG@10. Methods so far:
   discriminator read as ``logit = log D - log(1 - D)`` with entropy coefficient 1 (with the
   optimal D, ``logit = log p_data/pi``, so the same objective as ``pg-oracle`` with a learned
   reward).
+- ``mfgan-pg-kl``: the same with a penalty ``kl_coef * KL(pi || pi_start)`` per state, which
+  keeps the policy near its MLE start while the reward is learned.
 - ``mfgan-wmle``: the loop in MFGAN's official mode, discriminator-weighted MLE, and its
   controls on the same code path: ``mfgan-wmle-permuted`` (the batch's weights permuted: the
   adversary's contribution is ``mfgan-wmle`` minus it) and ``mfgan-wmle-one`` (weight 1:
@@ -62,8 +64,8 @@ from rewards import EnergyConfig, EnergyDiscriminator, MultiFactorConfig, MultiF
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = (1, 5, 10)
-METHODS = ("bc", "pg-oracle", "mfgan-pg", "mfgan-wmle", "mfgan-wmle-permuted", "mfgan-wmle-one",
-           "ebseqgan")  # fmt: skip
+METHODS = ("bc", "pg-oracle", "mfgan-pg", "mfgan-pg-kl", "mfgan-wmle", "mfgan-wmle-permuted",
+           "mfgan-wmle-one", "ebseqgan")  # fmt: skip
 KEYS = ["method", "seed"]
 
 
@@ -76,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--adv-pg-steps", type=int, default=10,
                         help="policy-gradient updates per round (mfgan-pg, ebseqgan)")  # fmt: skip
     parser.add_argument("--d-steps", type=int, default=10, help="discriminator steps per round")
+    parser.add_argument("--kl-coef", type=float, default=1.0,
+                        help="mfgan-pg-kl: weight of KL(pi || pi_start)")  # fmt: skip
     parser.add_argument("--reward-epochs", type=int, default=3, help="discriminator pre-training")
     parser.add_argument("--pg-updates", type=int, default=300)
     parser.add_argument("--pg-lr", type=float, default=3e-4)
@@ -152,10 +156,12 @@ def adversarial(method: str, start, data, split, seed: int, args):
         reward_model = MultiFactorDiscriminator(
             MultiFactorConfig(dim=64, max_len=50, combination="mean"), split.factors(), seed=seed
         )
-        if method == "mfgan-pg":
-            config = AdversarialConfig(**common, horizon=5, reward_form="logit",
-                                       entropy_coef=1.0, baseline="leave_one_out",
-                                       policy_lr=args.pg_lr, g_steps=args.adv_pg_steps)  # fmt: skip
+        if method in ("mfgan-pg", "mfgan-pg-kl"):
+            pg = PGConfig(n_steps=5, batch_size=args.pg_batch, lr=args.pg_lr, entropy_coef=1.0,
+                          baseline="leave_one_out", exclude_seen=True,
+                          kl_coef=args.kl_coef if method == "mfgan-pg-kl" else 0.0)  # fmt: skip
+            config = AdversarialConfig(**common, horizon=5, reward_form="logit", pg=pg,
+                                       g_steps=args.adv_pg_steps)  # fmt: skip
         else:
             weights = {"mfgan-wmle": "discriminator", "mfgan-wmle-permuted": "permuted",
                        "mfgan-wmle-one": "one"}[method]  # fmt: skip
