@@ -91,7 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny settings, one seed (CI)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "imitation.csv")
     parser.add_argument("--plot-only", action="store_true",
-                        help="redraw <out stem>_kl.png from the existing steps CSV")  # fmt: skip
+                        help="redraw <out stem>_kl.png, print the tables of --out")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.pg_updates, args.mle_epochs, args.n_users = args.seeds[:1], 20, 4, 128
@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     png = args.out.with_name(args.out.stem + "_kl.png")
     if args.plot_only:
         print(f"wrote {plot_curves(pd.read_csv(steps_out), png)}")
+        print(markdown_summary(pd.read_csv(args.out)))
         return 0
     print(f"imitation: methods {args.methods}, seeds {args.seeds}; results -> {args.out} "
           f"and {steps_out}")  # fmt: skip
@@ -261,6 +262,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the adversary's contribution (mfgan-wmle - permuted), reverse KL sum: "
               f"{diff.mean():+.4f} (per seed: {', '.join(f'{d:+.4f}' for d in diff)})")  # fmt: skip
     return 0
+
+
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
+"""Student t quantiles (0.975) by degrees of freedom, for the paired 95 % intervals."""
+SUMMARY = ("reverse_kl_sum", "forward_kl_sum", "cascading_sum", "test_ndcg10")
+
+
+def markdown_summary(table: pd.DataFrame) -> str:
+    """Mean ± std over seeds per method, and each method minus BC paired by seed (95 % CI)."""
+    lines = ["| method | seeds | " + " | ".join(SUMMARY) + " | best round |",
+             "|---|---|" + "---|" * (len(SUMMARY) + 1)]  # fmt: skip
+    bc = table[table["method"] == "bc"].set_index("seed")
+    diffs = ["", "| method − bc (paired, 95 % CI) | seeds | " + " | ".join(SUMMARY) + " |",
+             "|---|---|" + "---|" * len(SUMMARY)]  # fmt: skip
+    for method, rows in table.groupby("method", sort=False):
+        rows = rows.set_index("seed")
+        cells = [f"{rows[c].mean():.3f} ± {rows[c].std(ddof=1):.3f}" if len(rows) > 1
+                 else f"{rows[c].mean():.3f}" for c in SUMMARY]  # fmt: skip
+        best = rows["best_round"].dropna().astype(int).tolist() if "best_round" in rows else []
+        lines.append(f"| {method} | {len(rows)} | " + " | ".join(cells) +
+                     f" | {','.join(map(str, best)) or '–'} |")  # fmt: skip
+        if method == "bc":
+            continue
+        paired = rows.index.intersection(bc.index)
+        if len(paired) < 2:
+            continue
+        cells = []
+        for c in SUMMARY:
+            d = rows.loc[paired, c] - bc.loc[paired, c]
+            half = T975.get(len(d) - 1, 2.0) * d.std(ddof=1) / len(d) ** 0.5
+            cells.append(f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]")
+        diffs.append(f"| {method} | {len(paired)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + diffs)
 
 
 def plot_curves(steps: pd.DataFrame, path: Path) -> Path:
