@@ -375,3 +375,39 @@ def test_the_kl_penalty_keeps_the_policy_near_its_reference():
 
     free, held = drift(0.0), drift(5.0)
     assert held < 0.5 * free
+
+
+@pytest.mark.parametrize(("ppo_epochs", "at_most"), [(0, 0.97), (4, 0.9)])
+def test_pg_against_the_oracle_reward_with_entropy_one_lowers_reverse_kl(ppo_epochs, at_most):
+    """E[log p(a) - log pi(a)] = -KL(pi || p): its optimum is the true user (seconds, CPU).
+
+    Measured: 18.09 -> 16.88 nats (REINFORCE) and -> 15.07 (PPO, 4 epochs) in 40 updates.
+    """
+    from agents.mle import MLEConfig, MLETrainer
+    from agents.quality import cascading_error
+    from agents.sasrec import SASRecConfig, SASRecPolicy
+    from recgym import OracleReward
+    from recgym.synthetic import SyntheticConfig, make_synthetic
+
+    synthetic = SyntheticConfig(n_users=200, n_items=30, min_seq_len=8, max_seq_len=15)
+    data = make_synthetic(synthetic, seed=0)
+    split = leave_one_out(data.dataset)
+    policy = SASRecPolicy(SASRecConfig(max_len=15, dim=16, n_blocks=1), n_items=30, seed=0)
+    MLETrainer(policy, split, MLEConfig(epochs=3, batch_size=64, seed=0)).fit()
+
+    def reverse_kl() -> float:
+        curve = cascading_error(policy, data.user_model, split, max_steps=5, n_users=128,
+                                max_len=15, seed=0, exclude_seen=True)  # fmt: skip
+        return float(curve["reverse_kl"].sum())
+
+    before = reverse_kl()
+    env_config = EnvConfig(max_len=15, horizon=5, start="random")
+    env = BatchedRecEnv(split, OracleReward(data.user_model), env_config, batch_size=64, seed=0)
+    config = PGConfig(
+        n_steps=5, batch_size=64, lr=3e-3, entropy_coef=1.0, baseline="leave_one_out",
+        exclude_seen=True, ppo_epochs=ppo_epochs,
+    )  # fmt: skip
+    trainer = PolicyGradientTrainer(policy, env, config, seed=0)
+    for _ in range(40):
+        trainer.step()
+    assert reverse_kl() < at_most * before
