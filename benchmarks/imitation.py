@@ -12,6 +12,8 @@ full NDCG@10. Methods so far:
 - ``pg-oracle``: REINFORCE from the start against ``OracleReward`` (``log p_true`` of each chosen
   item) with entropy coefficient 1, i.e. maximising ``E[sum_t log p(a_t) - log pi(a_t)]``, whose
   optimum is the true user: the upper bound any learned reward can reach.
+- ``pg-oracle-ppo``: the same objective with PPO's clipped surrogate (``--ppo-epochs`` steps on
+  each of ``--ppo-updates`` rollouts).
 - ``mfgan-pg``: the adversarial loop in policy-gradient mode against a multi-factor
   discriminator read as ``logit = log D - log(1 - D)`` with entropy coefficient 1 (with the
   optimal D, ``logit = log p_data/pi``, so the same objective as ``pg-oracle`` with a learned
@@ -64,7 +66,7 @@ from rewards import EnergyConfig, EnergyDiscriminator, MultiFactorConfig, MultiF
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = (1, 5, 10)
-METHODS = ("bc", "pg-oracle", "mfgan-pg", "mfgan-pg-kl", "mfgan-wmle", "mfgan-wmle-permuted",
+METHODS = ("bc", "pg-oracle", "pg-oracle-ppo", "mfgan-pg", "mfgan-pg-kl", "mfgan-wmle", "mfgan-wmle-permuted",
            "mfgan-wmle-one", "ebseqgan")  # fmt: skip
 KEYS = ["method", "seed"]
 
@@ -83,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reward-epochs", type=int, default=3, help="discriminator pre-training")
     parser.add_argument("--pg-updates", type=int, default=300)
     parser.add_argument("--pg-lr", type=float, default=3e-4)
+    parser.add_argument("--ppo-updates", type=int, default=100, help="pg-oracle-ppo rollouts")
+    parser.add_argument("--ppo-epochs", type=int, default=4, help="pg-oracle-ppo steps per rollout")
     parser.add_argument("--pg-batch", type=int, default=512)
     parser.add_argument("--horizon", type=int, default=10)
     parser.add_argument("--mle-epochs", type=int, default=60)
@@ -96,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.seeds, args.pg_updates, args.mle_epochs, args.n_users = args.seeds[:1], 20, 4, 128
         args.pg_batch, args.rounds, args.wmle_steps, args.reward_epochs = 128, 2, 5, 1
-        args.adv_pg_steps, args.d_steps = 2, 2
+        args.adv_pg_steps, args.d_steps, args.ppo_updates = 2, 2, 10
     return args
 
 
@@ -117,17 +121,21 @@ def quality_row(policy, data, split, seed: int, n_users: int, max_len: int):
     return row, curve
 
 
-def pg_oracle(start, data, split, seed: int, args) -> SASRecPolicy:
-    """REINFORCE against the true user's log-likelihood with entropy bonus 1 (``-KL(pi || p)``)."""
+def pg_oracle(start, data, split, seed: int, args, ppo_epochs: int = 0) -> SASRecPolicy:
+    """PG against the true user's log-likelihood with entropy bonus 1 (``-KL(pi || p)``).
+
+    ``ppo_epochs = 0``: REINFORCE, one step per rollout; else PPO's clipped surrogate.
+    """
     policy = copy_of(start, seed)
     env = BatchedRecEnv(split, OracleReward(data.user_model),
                         EnvConfig(max_len=start.max_len, horizon=args.horizon, start="random"),
                         batch_size=args.pg_batch, seed=seed)  # fmt: skip
     config = PGConfig(n_steps=args.horizon, batch_size=args.pg_batch, lr=args.pg_lr,
                       entropy_coef=1.0, baseline="leave_one_out", exclude_seen=True,
-                      normalize_advantages=False)  # fmt: skip
+                      normalize_advantages=False, ppo_epochs=ppo_epochs)  # fmt: skip
     trainer = PolicyGradientTrainer(policy, env, config, seed=seed)
-    bar = tqdm(range(args.pg_updates), desc=f"pg-oracle seed {seed}", leave=False)
+    updates = args.ppo_updates if ppo_epochs else args.pg_updates
+    bar = tqdm(range(updates), desc=f"pg-oracle seed {seed}", leave=False)
     for _ in bar:
         stats = trainer.step()
         bar.set_postfix(reward=f"{stats.get('reward/mean', float('nan')):.3f}")
@@ -211,8 +219,9 @@ def run_seed(seed: int, args, done: set) -> tuple[list[dict], list[pd.DataFrame]
         tic = time.perf_counter()
         if method == "bc":
             score(method, start.eval(), mle_time)
-        elif method == "pg-oracle":
-            policy = pg_oracle(start, data, split, seed, args)
+        elif method in ("pg-oracle", "pg-oracle-ppo"):
+            ppo_epochs = args.ppo_epochs if method == "pg-oracle-ppo" else 0
+            policy = pg_oracle(start, data, split, seed, args, ppo_epochs)
             score(method, policy, time.perf_counter() - tic)
         else:
             best, last, info = adversarial(method, start, data, split, seed, args)
