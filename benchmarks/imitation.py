@@ -68,7 +68,6 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = (1, 5, 10)
 METHODS = ("bc", "pg-oracle", "pg-oracle-ppo", "mfgan-pg", "mfgan-pg-kl", "mfgan-wmle",
            "mfgan-wmle-permuted", "mfgan-wmle-one", "ebseqgan")  # fmt: skip
-KEYS = ["method", "seed"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
