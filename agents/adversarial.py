@@ -7,10 +7,14 @@ Algorithm 1 of MFGAN (and its EB-SeqGAN twin with an energy model and ``maxent=T
    (``rewards.pretrain_discriminator``);
 3. for each round: ``g_steps`` policy-gradient updates on rollouts that continue real prefixes,
    rewarded by the current reward model (it *is* the env's ``RewardFn``, so any
-   ``RewardModel`` swaps in), then ``d_steps`` reward-model updates on real training sequences
-   vs freshly generated ones.
+   ``RewardModel`` swaps in) — or, with ``generator_update="weighted_mle"``, ``g_steps``
+   minibatches of the official MFGAN code's discriminator-weighted MLE
+   (:mod:`agents.weighted_mle`) — then ``d_steps`` reward-model updates on real training
+   sequences vs freshly generated ones.
 
-Every round is logged (TensorBoard, a tqdm bar, and the tidy frame :meth:`train` returns) and
+Every round is logged (TensorBoard, a tqdm bar, and the tidy frame :meth:`train` returns) with
+its loop health — the discriminator's AUC on held-out sequences it never trains on, the
+policy's KL from its start and weight change (:meth:`AdversarialTrainer.health`) — and
 checkpointed; :meth:`AdversarialTrainer.resume` continues an interrupted run so that it ends
 with exactly the weights an uninterrupted run would have.
 """
