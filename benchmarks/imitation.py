@@ -302,7 +302,28 @@ def markdown_summary(table: pd.DataFrame) -> str:
             half = T975.get(len(d) - 1, 2.0) * d.std(ddof=1) / len(d) ** 0.5
             cells.append(f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]")
         diffs.append(f"| {method} | {len(paired)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + diffs)
+    return "\n".join(lines + diffs + adversary_rows(table))
+
+
+def adversary_rows(table: pd.DataFrame) -> list[str]:
+    """MFGAN's weighted MLE minus its permuted control, paired by seed: the adversary's part."""
+    header = "| adversary's contribution (paired, 95 % CI) | seeds | " + " | ".join(SUMMARY) + " |"
+    out = ["", header, "|---|---|" + "---|" * len(SUMMARY)]
+    for suffix in ("", "@last"):
+        a = table[table["method"] == f"mfgan-wmle{suffix}"].set_index("seed")
+        b = table[table["method"] == f"mfgan-wmle-permuted{suffix}"].set_index("seed")
+        paired = a.index.intersection(b.index)
+        if len(paired) < 2:
+            continue
+        cells = []
+        for c in SUMMARY:
+            d = a.loc[paired, c] - b.loc[paired, c]
+            half = T975.get(len(d) - 1, 2.0) * d.std(ddof=1) / len(d) ** 0.5
+            cells.append(f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]")
+        out.append(
+            f"| mfgan-wmle{suffix} − permuted{suffix} | {len(paired)} | " + " | ".join(cells) + " |"
+        )
+    return out if len(out) > 3 else []
 
 
 def plot_curves(steps: pd.DataFrame, path: Path) -> Path:
