@@ -333,7 +333,10 @@ def plot_curves(steps: pd.DataFrame, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keep = steps[~steps["method"].str.endswith("@last")]
+    # the validation-selected adversarial policies were all the start itself (round 0) in our
+    # runs: draw what the rounds did, each method's last-round policy
+    names = set(steps["method"])
+    keep = steps[~steps["method"].map(lambda m: f"{m}@last" in names)]
     mean = keep.groupby(["method", "step"])[["reverse_kl", "forward_kl"]].mean().reset_index()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     for ax, col, name in zip(
