@@ -293,15 +293,9 @@ def markdown_summary(table: pd.DataFrame) -> str:
                      f" | {','.join(map(str, best)) or '–'} |")  # fmt: skip
         if method == "bc":
             continue
-        paired = rows.index.intersection(bc.index)
-        if len(paired) < 2:
-            continue
-        cells = []
-        for c in SUMMARY:
-            d = rows.loc[paired, c] - bc.loc[paired, c]
-            half = T975.get(len(d) - 1, 2.0) * d.std(ddof=1) / len(d) ** 0.5
-            cells.append(f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]")
-        diffs.append(f"| {method} | {len(paired)} | " + " | ".join(cells) + " |")
+        row = paired_row(method, rows, bc)
+        if row:
+            diffs.append(row)
     return "\n".join(lines + diffs + adversary_rows(table))
 
 
@@ -312,18 +306,23 @@ def adversary_rows(table: pd.DataFrame) -> list[str]:
     for suffix in ("", "@last"):
         a = table[table["method"] == f"mfgan-wmle{suffix}"].set_index("seed")
         b = table[table["method"] == f"mfgan-wmle-permuted{suffix}"].set_index("seed")
-        paired = a.index.intersection(b.index)
-        if len(paired) < 2:
-            continue
-        cells = []
-        for c in SUMMARY:
-            d = a.loc[paired, c] - b.loc[paired, c]
-            half = T975.get(len(d) - 1, 2.0) * d.std(ddof=1) / len(d) ** 0.5
-            cells.append(f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]")
-        out.append(
-            f"| mfgan-wmle{suffix} − permuted{suffix} | {len(paired)} | " + " | ".join(cells) + " |"
-        )
+        row = paired_row(f"mfgan-wmle{suffix} − permuted{suffix}", a, b)
+        if row:
+            out.append(row)
     return out if len(out) > 3 else []
+
+
+def paired_row(name: str, a: pd.DataFrame, b: pd.DataFrame) -> str | None:
+    """``a − b`` per seed (both indexed by seed): mean and t 95 % interval of each column."""
+    paired = a.index.intersection(b.index)
+    if len(paired) < 2:
+        return None
+    cells = []
+    for c in SUMMARY:
+        d = a.loc[paired, c] - b.loc[paired, c]
+        half = T975.get(len(d) - 1, 2.0) * d.std(ddof=1) / len(d) ** 0.5
+        cells.append(f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]")
+    return f"| {name} | {len(paired)} | " + " | ".join(cells) + " |"
 
 
 def plot_curves(steps: pd.DataFrame, path: Path) -> Path:
