@@ -246,7 +246,7 @@ class AdversarialTrainer:
         )
         if problem is None:
             return
-        kind = problem.split(":")[0].split()[-1]
+        kind = "chance" if row["disc/heldout_auc"] < c.auc_chance else "saturated"
         if kind not in self._warned:
             self._warned.add(kind)
             warnings.warn(f"round {self.round}: {problem}", RuntimeWarning, stacklevel=3)

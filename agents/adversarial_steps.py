@@ -136,8 +136,10 @@ def policy_drift(
         weighted MLE makes no rollouts).
     """
     now = policy.state_dict()
-    moved = sum(float((now[k].float() - v.float()).square().sum()) for k, v in start.items())
-    scale = sum(float(v.float().square().sum()) for v in start.values())
+    # one host sync for the whole model, not two per parameter tensor
+    moved = torch.stack([(now[k].double() - v.double()).square().sum() for k, v in start.items()])
+    scale = torch.stack([v.double().square().sum() for v in start.values()])
+    moved, scale = (float(x) for x in torch.stack([moved.sum(), scale.sum()]))
     with evaluating(policy), evaluating(start_policy):
         logp = next_log_probs(policy, histories, exclude_seen=exclude_seen)
         logq = next_log_probs(start_policy, histories, exclude_seen=exclude_seen)
