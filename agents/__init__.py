@@ -5,7 +5,8 @@ See ``docs/agents.md``. The main names:
 - Policies: :class:`SASRecPolicy`, :class:`GRUPolicy` (both :class:`SequencePolicy`).
 - Training: :class:`MLETrainer` (CE / BCE, early stopping; SAO/APR perturbations with a
   :class:`PerturbationConfig`), :class:`PolicyGradientTrainer` (REINFORCE, MC rollouts, MaxEnt),
-  :class:`AdversarialTrainer` (MFGAN's Algorithm 1 and its EB-SeqGAN twin).
+  :class:`AdversarialTrainer` (MFGAN's Algorithm 1 and its EB-SeqGAN twin; its generator update
+  is any :class:`GeneratorAlgorithm`).
 - Health metrics: :func:`oracle_continuation_loglik`, :func:`cascading_error`.
 - MF-BPR and APR: :class:`BPRMFRecommender`, :class:`BPRTrainer`, :class:`APRTrainer`,
   :func:`perturbation_robustness`.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from agents.adversarial import AdversarialTrainer
 from agents.adversarial_config import AdversarialConfig
+from agents.adversarial_steps import GeneratorAlgorithm
 from agents.baselines.acvae.analysis import latent_correlation
 from agents.baselines.acvae.model import ACVAEConfig, ACVAEPolicy
 from agents.baselines.acvae.training import ACVAEResult, ACVAETrainer, ACVAETrainingConfig
@@ -48,6 +50,7 @@ __all__ = [
     "BPRResult",
     "BPRTrainer",
     "AdversarialConfig",
+    "GeneratorAlgorithm",
     "AdversarialTrainer",
     "FitResult",
     "GRUConfig",

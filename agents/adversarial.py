@@ -36,15 +36,19 @@ from torch import Tensor
 
 from agents.adversarial_config import AdversarialConfig
 from agents.adversarial_steps import (
+    GeneratorAlgorithm,
     GreedyTopKNegatives,
     PolicyNegatives,
     check_components,
+    check_env,
+    check_gen_algo,
     discriminator_health,
     discriminator_step,
     heldout_metrics,
     heldout_reals,
     mean_metrics,
     policy_drift,
+    reward_env,
     summary_writer,
 )
 from agents.checkpoint import (
@@ -65,13 +69,11 @@ from recgym._progress import metric_postfix, progress_bar
 from recgym._torch_io import config_to_dict
 from recgym.device import resolve_device
 from recgym.env import BatchedRecEnv
-from recgym.env_config import EnvConfig
 from recgym.errors import RecGymError
 from recgym.splits import Split
 from rewards.base import RewardModel
 from rewards.negatives import real_sequences
 from rewards.pretrain import PretrainConfig, pretrain_discriminator
-from rewards.wrappers import RewardFormWrapper
 
 # Fields that may change between an interrupted run and its resumption.
 _RESUMABLE = ("n_rounds", "eval_every", "checkpoint_dir", "log_dir", "progress")
@@ -92,6 +94,14 @@ class AdversarialTrainer:
         mle_config: settings of the MLE pre-training (its ``epochs`` come from
             ``config.pretrain_policy_epochs``).
         pretrain_config: settings of the reward pre-training (``epochs`` from the config).
+        env: the env the built-in policy gradient rolls out in (default: one built from the
+            config, rewarding with ``reward_model`` read by ``reward_form`` and
+            ``reward_shaping``). It must reward with ``reward_model`` (directly or through
+            wrappers), hold ``rollout_batch_size`` sessions and a horizon ``>= horizon``.
+        gen_algo: the generator update (a :class:`~agents.adversarial_steps.
+            GeneratorAlgorithm` training ``policy``) instead of the one the config builds;
+            ``g_steps`` of its ``step()`` make a round, and its ``state_dict()`` goes into
+            every checkpoint.
     """
 
     def __init__(
@@ -105,6 +115,8 @@ class AdversarialTrainer:
         user_model: Any | None = None,
         mle_config: MLEConfig | None = None,
         pretrain_config: PretrainConfig | None = None,
+        env: BatchedRecEnv | None = None,
+        gen_algo: GeneratorAlgorithm | None = None,
     ) -> None:
         self.config = c = AdversarialConfig() if config is None else config
         if not isinstance(c, AdversarialConfig):
@@ -116,18 +128,10 @@ class AdversarialTrainer:
         reward_model.configure_optimizer(lr=c.disc_lr)
         self.user_model = None if user_model is None else user_model.to(self.device)
         self.mle_config, self.pretrain_config = mle_config, pretrain_config
-        reward_fn = (
-            reward_model
-            if c.reward_form is None
-            else RewardFormWrapper(reward_model, c.reward_form)
-        )
-        env_config = EnvConfig(max_len=c.max_len, horizon=c.horizon, stage="train", start="random")
-        env = BatchedRecEnv(
-            split, reward_fn, env_config, batch_size=c.rollout_batch_size, device=self.device,
-            seed=c.seed,
-        )  # fmt: skip
+        env = (reward_env(split, reward_model, c, device=self.device) if env is None
+               else check_env(env, reward_model, c))  # fmt: skip
         self.pg = PolicyGradientTrainer(
-            policy, env, c.pg_config, device=self.device, seed=c.seed, reward_model=reward_fn
+            policy, env, c.pg_config, device=self.device, seed=c.seed, reward_model=env.reward_fn
         )
         min_len = c.horizon + 1 if c.negatives == "continuation" else 2
         self.real_pool = real_sequences(split, c.max_len, min_len=min_len, device=self.device)
@@ -141,11 +145,15 @@ class AdversarialTrainer:
         self.generator = torch.Generator(device=self.device).manual_seed(c.seed + 1)
         self.rng = np.random.default_rng(c.seed)
         self.wmle = None
-        if c.generator_update == "weighted_mle":
+        if c.generator_update == "weighted_mle" and gen_algo is None:
             self.wmle = WeightedMLEGenerator(
                 policy, reward_model, split, c.weighted_mle,
                 max_len=min(c.max_len, policy.max_len), device=self.device,
             )  # fmt: skip
+        self.gen_algo: GeneratorAlgorithm = (
+            check_gen_algo(gen_algo, policy, c) if gen_algo is not None
+            else self.pg if self.wmle is None else self.wmle
+        )  # fmt: skip
         self.heldout = None
         if c.n_heldout:
             self.heldout = heldout_reals(split, c.max_len, c.n_heldout, seed=c.seed + 3,
@@ -226,11 +234,11 @@ class AdversarialTrainer:
         return self.best_metric
 
     def _g_steps(self) -> dict[str, float]:
-        c = self.config
-        if self.wmle is None:
+        c, algo = self.config, self.gen_algo
+        if algo is self.pg:  # it forks the global RNG itself, from its own generator
             return mean_metrics([self.pg.step() for _ in range(c.g_steps)])
         with forked_global_rng(draw_seed(self.generator), self.device):  # dropout
-            return mean_metrics([self.wmle.step() for _ in range(c.g_steps)])
+            return mean_metrics([algo.step() for _ in range(c.g_steps)])
 
     def _mark_start(self) -> None:
         self.start_state = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
@@ -275,7 +283,9 @@ class AdversarialTrainer:
         """Loop health: held-out discriminator AUC, policy drift from its start, coverage.
 
         Computed on the fixed held-out set with its own seeded generators, so measuring it
-        changes nothing in the training streams.
+        changes nothing in the training streams. In policy-gradient mode also the gradient's
+        signal-to-noise ratio on the round's last rollout (``policy/grad_snr``, about 0 when
+        the reward gives the policy only noise to follow).
         """
         if self.heldout is None or self.start_state is None:
             return {}
@@ -284,6 +294,8 @@ class AdversarialTrainer:
         prefixes = torch.nn.functional.pad(self.heldout[:, :-1], (1, 0))
         out |= policy_drift(self.policy, self.start_state, self.start_policy, prefixes,
                             exclude_seen=c.exclude_seen)  # fmt: skip
+        if self.wmle is None and self.pg.last_rollout is not None:
+            out["policy/grad_snr"] = self.pg.gradient_snr()
         return out
 
     def evaluate(self) -> dict[str, float]:
@@ -347,6 +359,7 @@ class AdversarialTrainer:
             "best_policy": self.best_state,
             "start_policy": self.start_state,
             "weighted_mle": None if self.wmle is None else self.wmle.state(),
+            "gen_algo": None if self._builtin_gen() else self.gen_algo.state_dict(),
         }
         checkpoint = make_checkpoint(
             **self._parts(), round=self.round, best_metric=self.best_metric, extra=extra
@@ -384,6 +397,14 @@ class AdversarialTrainer:
             self.policy.load_state_dict(current)
         if self.wmle is not None:
             self.wmle.set_state(checkpoint["extra"]["weighted_mle"])
+        if not self._builtin_gen():
+            state = checkpoint["extra"].get("gen_algo")
+            if state is None:
+                raise RecGymError(f"{str(path)!r} holds no gen_algo state: written without it")
+            self.gen_algo.load_state_dict(state)
+
+    def _builtin_gen(self) -> bool:
+        return self.gen_algo is self.pg or self.gen_algo is self.wmle
 
     @classmethod
     def resume(

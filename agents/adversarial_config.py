@@ -13,6 +13,7 @@ from rewards.base import REWARD_FORMS
 Negatives = Literal["continuation", "replace_last", "greedy_topk"]
 NEGATIVES = ("continuation", "replace_last", "greedy_topk")
 GENERATOR_UPDATES = ("policy_gradient", "weighted_mle")
+REWARD_SHAPINGS = ("none", "difference")
 _FLAT_PG = ("gamma", "baseline", "entropy_coef", "mle_coef", "mc_rollouts", "maxent", "alpha",
             "max_grad_norm", "policy_lr")  # fmt: skip
 
@@ -39,6 +40,10 @@ class AdversarialConfig:
             policy's greedy top-``n_fakes`` items, ``n_fakes`` fakes per real sequence).
         n_fakes: fakes per real sequence under ``"greedy_topk"`` (10 in the official code).
         reward_form: read the reward model's logits with another form (``None`` = its own).
+        reward_shaping: ``"none"``: every step is rewarded with the score of the sequence so
+            far; ``"difference"``: with its increment ``F(s_t + a_t) - F(s_t)``
+            (:class:`rewards.DifferenceReward`; with ``reward_form="logit"`` that is AIRL's
+            per-step ``log p / pi``, so use no entropy bonus).
         policy_lr: Adam learning rate of the policy gradient.
         disc_lr: Adam learning rate of the reward-model updates.
         gamma, baseline, entropy_coef, mle_coef, mc_rollouts, maxent, alpha, exclude_seen,
@@ -82,6 +87,7 @@ class AdversarialConfig:
     negatives: Negatives = "continuation"
     n_fakes: int = 10
     reward_form: str | None = None
+    reward_shaping: str = "none"
     policy_lr: float = 1e-4
     disc_lr: float = 1e-4
     gamma: float = 1.0
@@ -149,6 +155,11 @@ class AdversarialConfig:
             raise ValueError(
                 f"AdversarialConfig.reward_form must be None or one of {REWARD_FORMS}; "
                 f"got {self.reward_form!r}"
+            )
+        if self.reward_shaping not in REWARD_SHAPINGS:
+            raise ValueError(
+                f"AdversarialConfig.reward_shaping must be one of {REWARD_SHAPINGS}; "
+                f"got {self.reward_shaping!r}"
             )
         if self.baseline not in BASELINES:
             raise ValueError(f"AdversarialConfig.baseline must be one of {BASELINES}")

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -18,9 +18,39 @@ from agents.policy import SequencePolicy
 from agents.quality import catalogue_coverage
 from recgym._checks import check_n_items
 from recgym._torch_io import evaluating
+from recgym.env import BatchedRecEnv
+from recgym.env_config import EnvConfig
 from recgym.splits import Split
 from rewards.base import RewardModel
 from rewards.negatives import ContinuationSampler, real_sequences
+from rewards.wrappers import DifferenceReward, RewardFormWrapper, uses_model
+
+
+@runtime_checkable
+class GeneratorAlgorithm(Protocol):
+    """What the adversarial loop needs of a generator update (imitation's ``gen_algo``).
+
+    :class:`agents.reinforce.PolicyGradientTrainer` (REINFORCE / PPO on a ``BatchedRecEnv``
+    that rewards with the reward model) and :class:`agents.weighted_mle.WeightedMLEGenerator`
+    (MFGAN's official update) are two; any object with these members plugs in.
+
+    Attributes:
+        policy: the :class:`SequencePolicy` it trains (the loop's negatives come from it).
+    """
+
+    policy: SequencePolicy
+
+    def step(self) -> dict[str, float]:
+        """One generator update; returns float metrics (logged per round, averaged)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything an exact resume needs besides the policy weights (``weights_only``)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        ...
 
 
 class PolicyNegatives:
@@ -194,3 +224,56 @@ def summary_writer(log_dir: str | None) -> Any:
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(log_dir=str(log_dir))
+
+
+def reward_env(
+    split: Split, reward_model: RewardModel, config: Any, *, device: torch.device
+) -> BatchedRecEnv:
+    """The policy gradient's env of an :class:`AdversarialConfig`: real prefixes of training
+    sequences, rewarded by ``reward_model`` read by ``reward_form`` and ``reward_shaping``."""
+    c = config
+    reward_fn: Any = (
+        reward_model if c.reward_form is None else RewardFormWrapper(reward_model, c.reward_form)
+    )
+    if c.reward_shaping == "difference":
+        reward_fn = DifferenceReward(reward_fn)
+    env_config = EnvConfig(max_len=c.max_len, horizon=c.horizon, stage="train", start="random")
+    return BatchedRecEnv(split, reward_fn, env_config, batch_size=c.rollout_batch_size,
+                         device=device, seed=c.seed)  # fmt: skip
+
+
+def check_env(env: Any, reward_model: RewardModel, config: Any) -> BatchedRecEnv:
+    """A user's env for the loop: a ``BatchedRecEnv`` rewarding with ``reward_model``."""
+    if not isinstance(env, BatchedRecEnv):
+        raise TypeError(f"env must be a recgym BatchedRecEnv; got {type(env).__name__}")
+    if config.reward_form is not None or config.reward_shaping != "none":
+        raise ValueError(
+            "an env passed to AdversarialTrainer brings its own reward: leave reward_form=None "
+            f"and reward_shaping='none' (got {config.reward_form!r}, "
+            f"{config.reward_shaping!r}) and wrap the reward model in the env instead"
+        )
+    if not uses_model(env.reward_fn, reward_model):
+        raise ValueError(
+            f"the env rewards with {env.reward_fn!r}, not with the trainer's reward model: "
+            "build it with reward_fn=reward_model (or a wrapper of it)"
+        )
+    return env
+
+
+def check_gen_algo(gen_algo: Any, policy: SequencePolicy, config: Any) -> Any:
+    """``gen_algo`` checked to be a :class:`GeneratorAlgorithm` of ``policy`` (``None`` passes)."""
+    if gen_algo is None:
+        return None
+    if not isinstance(gen_algo, GeneratorAlgorithm):
+        raise TypeError(
+            "gen_algo must have policy, step(), state_dict() and load_state_dict() (an "
+            f"agents.GeneratorAlgorithm); got {type(gen_algo).__name__}"
+        )
+    if gen_algo.policy is not policy:
+        raise ValueError("gen_algo must train the trainer's own policy (gen_algo.policy)")
+    if config.generator_update != "policy_gradient":
+        raise ValueError(
+            "gen_algo replaces the config's generator_update: leave it at its default "
+            f"'policy_gradient'; got {config.generator_update!r}"
+        )
+    return gen_algo

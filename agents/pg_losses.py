@@ -9,6 +9,9 @@ surrogate, :func:`clipped_surrogate_loss` (Schulman et al., 2017), reuses a roll
 
 ``pi_old`` is the rollout's ``log_probs``, recorded in eval mode; the surrogate is evaluated in eval
 mode too, so that at the first epoch ``rho = 1`` exactly (dropout would make it noise).
+
+:func:`gradient_snr` says whether a rollout's gradient carries signal at all: the diagnostic
+behind a learned reward that moves the policy nowhere (or anywhere).
 """
 
 from __future__ import annotations
@@ -135,3 +138,55 @@ def kl_to_reference(
     finite = torch.isfinite(log_pi) & torch.isfinite(log_ref)
     gap = torch.where(finite, log_pi - log_ref, torch.zeros_like(log_pi))
     return (log_pi.exp() * gap).sum(1).mean()
+
+
+def gradient_snr(
+    policy: SequencePolicy,
+    rollout: Rollout,
+    advantages: Tensor,
+    *,
+    n_chunks: int = 8,
+    entropy_coef: float = 0.0,
+    exclude_seen: bool = False,
+) -> float:
+    """Signal-to-noise ratio of the REINFORCE gradient estimated from one rollout.
+
+    The ``B`` sessions are split into ``m = n_chunks`` groups and the gradient ``g_j`` of
+    :func:`policy_gradient_loss` on each group is taken in eval mode (no dropout, no draw, the
+    policy's ``.grad`` untouched). With ``g`` their mean (the batch's gradient), the variance of
+    ``g`` is estimated by ``v = sum_j ||g_j - g||^2 / (m (m - 1))`` and, as
+    ``E ||g||^2 = ||grad J||^2 + v``, the ratio is ``(||g||^2 - v) / v``: about ``0`` when the
+    batch gradient is noise (an update then moves the policy in a random direction), ``>> 1``
+    when it points where the objective improves. PPO's first epoch has the same gradient.
+
+    Returns:
+        The ratio (``nan`` when fewer than 2 groups, or no gradient noise at all).
+    """
+    t_len, b, _ = rollout.histories.shape
+    m = min(n_chunks, b)
+    if m < 2:
+        return float("nan")
+    params = [p for p in policy.parameters() if p.requires_grad]
+    grads = []
+    was_training = policy.training
+    policy.eval()
+    try:
+        for rows in torch.arange(b, device=advantages.device).chunk(m):
+            part = type(rollout)(*(x[:, rows] if x.dim() > 1 else x[rows] for x in rollout))
+            loss, _ = policy_gradient_loss(
+                policy, part, advantages[:, rows], entropy_coef=entropy_coef,
+                exclude_seen=exclude_seen,
+            )  # fmt: skip
+            chunk = torch.autograd.grad(loss, params, allow_unused=True)
+            grads.append(torch.cat([
+                (torch.zeros_like(p) if g is None else g).reshape(-1)
+                for p, g in zip(params, chunk, strict=True)
+            ]))  # fmt: skip
+    finally:
+        policy.train(was_training)
+    stacked = torch.stack(grads).double()  # (m, n_params)
+    mean = stacked.mean(0)
+    noise = float((stacked - mean).square().sum() / (m * (m - 1)))
+    if noise <= 0:
+        return float("nan")
+    return (float(mean.square().sum()) - noise) / noise

@@ -26,7 +26,12 @@ from torch import Tensor, nn
 
 from agents.actions import next_log_probs, sample_items
 from agents.checkpoint import draw_seed, forked_global_rng
-from agents.pg_losses import clipped_surrogate_loss, kl_to_reference, policy_gradient_loss
+from agents.pg_losses import (
+    clipped_surrogate_loss,
+    gradient_snr,
+    kl_to_reference,
+    policy_gradient_loss,
+)
 from agents.policy import SequencePolicy
 from recgym._checks import check_float, check_int
 from recgym._torch_io import evaluating
@@ -327,6 +332,7 @@ class PolicyGradientTrainer:
         self.generator = torch.Generator(device=env.device).manual_seed(int(seed))
         self.n_updates = 0
         self.last_rollout: Rollout | None = None
+        self.last_advantages: Tensor | None = None
         self.reference: SequencePolicy | None = None  # the KL penalty's frozen reference
         if config.kl_coef > 0:
             self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
@@ -345,7 +351,7 @@ class PolicyGradientTrainer:
                 advantages = advantages / (advantages.std() + 1e-8)
             metrics, grad_norm = self._update(rollout, advantages)
         self.n_updates += 1
-        self.last_rollout = rollout
+        self.last_rollout, self.last_advantages = rollout, advantages
         metrics.update(
             {
                 "policy/grad_norm": float(grad_norm),
@@ -383,6 +389,16 @@ class PolicyGradientTrainer:
             grad_norm = nn.utils.clip_grad_norm_(self.policy.parameters(), norm)
             self.optimizer.step()
         return metrics, grad_norm
+
+    def gradient_snr(self, n_chunks: int = 8) -> float:
+        """:func:`agents.pg_losses.gradient_snr` of the last rollout at the current weights
+        (``nan`` before the first :meth:`step`); changes no weight, gradient or generator."""
+        if self.last_rollout is None or self.last_advantages is None:
+            return float("nan")
+        return gradient_snr(
+            self.policy, self.last_rollout, self.last_advantages, n_chunks=n_chunks,
+            entropy_coef=self.config.entropy_coef, exclude_seen=self.config.exclude_seen,
+        )  # fmt: skip
 
     def set_reference(self, state: dict[str, Tensor] | None = None) -> None:
         """Make ``state`` (default: the policy's current weights) the KL penalty's reference."""

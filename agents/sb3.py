@@ -20,7 +20,7 @@ sequences, and calls ``reward_model.update(real, fake)``. The environment must r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from recgym._checks import check_positive_int
 from recgym.gym_env import action_to_item
 from recgym.types import append_items
 from rewards.base import RewardModel
+from rewards.wrappers import uses_model
 
 FLOAT32_EXACT = 2**24
 """Item ids must stay below this to survive SB3's float32 observations exactly."""
@@ -255,7 +256,7 @@ class RewardModelCallback(BaseCallback):
         if isinstance(self.real_sampler, Tensor):  # moved once, not every round
             self.real_sampler = self.real_sampler.to(device)
         for reward_fn in _env_reward_fns(self.training_env):
-            if not _uses_model(reward_fn, self.reward_model):
+            if not uses_model(reward_fn, self.reward_model):
                 raise ValueError(
                     f"the environment rewards with {reward_fn!r}, not with this callback's "
                     "reward model: build the env with reward_fn=reward_model so that the "
@@ -330,16 +331,3 @@ def _env_reward_fns(venv: Any) -> list[Any]:
     except Exception:  # noqa: BLE001 - not a recgym env: nothing to check
         return []
     return [c.reward_fn for c in cores if hasattr(c, "reward_fn")]
-
-
-def _uses_model(reward_fn: Any, model: RewardModel, depth: int = 0) -> bool:
-    """Whether ``reward_fn`` is ``model`` or a reward wrapper around it."""
-    if reward_fn is model:
-        return True
-    if depth > 8:
-        return False
-    inner = [getattr(reward_fn, name, None) for name in ("model", "reward_fn")]
-    parts = getattr(reward_fn, "parts", None)  # rewards.WeightedSum: {name: (fn, weight)}
-    if isinstance(parts, Mapping):
-        inner += [part[0] for part in parts.values() if isinstance(part, tuple)]
-    return any(fn is not None and _uses_model(fn, model, depth + 1) for fn in inner)

@@ -166,6 +166,21 @@ class WeightedMLEGenerator:
         self.epoch_order = None if order is None else order.to(self.device)
         self.position = int(state["position"])
 
+    def state_dict(self) -> dict[str, Any]:
+        """Optimiser, generators and epoch position (the :class:`GeneratorAlgorithm` API)."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "generators": {k: g.get_state() for k, g in self.generators.items()},
+            **self.state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        for key, generator in self.generators.items():
+            generator.set_state(state["generators"][key])
+        self.set_state(state)
+
     def weights(self, inputs: Tensor) -> Tensor:
         """``(B,)`` per-sequence weights of the positive term under ``config.weights``."""
         c = self.config

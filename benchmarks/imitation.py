@@ -66,8 +66,9 @@ from rewards import EnergyConfig, EnergyDiscriminator, MultiFactorConfig, MultiF
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = (1, 5, 10)
-METHODS = ("bc", "pg-oracle", "pg-oracle-ppo", "mfgan-pg", "mfgan-pg-kl", "mfgan-wmle",
-           "mfgan-wmle-permuted", "mfgan-wmle-one", "ebseqgan")  # fmt: skip
+METHODS = ("bc", "pg-oracle", "pg-oracle-ppo", "pg-oracle-maxent", "mfgan-pg", "mfgan-pg-kl",
+           "mfgan-pg-diff", "mfgan-wmle", "mfgan-wmle-permuted", "mfgan-wmle-one",
+           "ebseqgan")  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,18 +121,22 @@ def quality_row(policy, data, split, seed: int, n_users: int, max_len: int):
     return row, curve
 
 
-def pg_oracle(start, data, split, seed: int, args, ppo_epochs: int = 0) -> SASRecPolicy:
+def pg_oracle(start, data, split, seed: int, args, ppo_epochs: int = 0,
+              maxent: bool = False) -> SASRecPolicy:
     """PG against the true user's log-likelihood with entropy bonus 1 (``-KL(pi || p)``).
 
     ``ppo_epochs = 0``: REINFORCE, one step per rollout; else PPO's clipped surrogate.
+    ``maxent``: the entropy as ``-log pi(a_t | s_t)`` in every reward (so the returns carry the
+    future entropy too: the exact gradient of ``-KL``) instead of a per-state loss bonus.
     """
     policy = copy_of(start, seed)
     env = BatchedRecEnv(split, OracleReward(data.user_model),
                         EnvConfig(max_len=start.max_len, horizon=args.horizon, start="random"),
                         batch_size=args.pg_batch, seed=seed)  # fmt: skip
     config = PGConfig(n_steps=args.horizon, batch_size=args.pg_batch, lr=args.pg_lr,
-                      entropy_coef=1.0, baseline="leave_one_out", exclude_seen=True,
-                      normalize_advantages=False, ppo_epochs=ppo_epochs)  # fmt: skip
+                      entropy_coef=0.0 if maxent else 1.0, maxent=maxent, alpha=1.0,
+                      baseline="leave_one_out", exclude_seen=True, normalize_advantages=False,
+                      ppo_epochs=ppo_epochs)  # fmt: skip
     trainer = PolicyGradientTrainer(policy, env, config, seed=seed)
     updates = args.ppo_updates if ppo_epochs else args.pg_updates
     bar = tqdm(range(updates), desc=f"pg-oracle seed {seed}", leave=False)
@@ -163,11 +168,15 @@ def adversarial(method: str, start, data, split, seed: int, args):
         reward_model = MultiFactorDiscriminator(
             MultiFactorConfig(dim=64, max_len=50, combination="mean"), split.factors(), seed=seed
         )
-        if method in ("mfgan-pg", "mfgan-pg-kl"):
-            pg = PGConfig(n_steps=5, batch_size=args.pg_batch, lr=args.pg_lr, entropy_coef=1.0,
-                          baseline="leave_one_out", exclude_seen=True,
+        if method in ("mfgan-pg", "mfgan-pg-kl", "mfgan-pg-diff"):
+            # with the increments of the logit (AIRL's log p / pi) the entropy is in the reward
+            diff = method == "mfgan-pg-diff"
+            pg = PGConfig(n_steps=5, batch_size=args.pg_batch, lr=args.pg_lr,
+                          entropy_coef=0.0 if diff else 1.0, baseline="leave_one_out",
+                          exclude_seen=True,
                           kl_coef=args.kl_coef if method == "mfgan-pg-kl" else 0.0)  # fmt: skip
             config = AdversarialConfig(**common, horizon=5, reward_form="logit", pg=pg,
+                                       reward_shaping="difference" if diff else "none",
                                        g_steps=args.adv_pg_steps)  # fmt: skip
         else:
             weights = {"mfgan-wmle": "discriminator", "mfgan-wmle-permuted": "permuted",
@@ -218,9 +227,10 @@ def run_seed(seed: int, args, done: set) -> tuple[list[dict], list[pd.DataFrame]
         tic = time.perf_counter()
         if method == "bc":
             score(method, start.eval(), mle_time)
-        elif method in ("pg-oracle", "pg-oracle-ppo"):
+        elif method.startswith("pg-oracle"):
             ppo_epochs = args.ppo_epochs if method == "pg-oracle-ppo" else 0
-            policy = pg_oracle(start, data, split, seed, args, ppo_epochs)
+            policy = pg_oracle(start, data, split, seed, args, ppo_epochs,
+                               maxent=method == "pg-oracle-maxent")  # fmt: skip
             score(method, policy, time.perf_counter() - tic)
         else:
             best, last, info = adversarial(method, start, data, split, seed, args)

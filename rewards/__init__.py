@@ -6,7 +6,8 @@ Every model here is a ``recgym.types.RewardFn``: pass it to any recgym environme
 - :class:`RewardModel`: the base class (``rewards.base``).
 - :class:`MultiFactorDiscriminator`: MFGAN's per-factor self-attention discriminators.
 - :class:`EnergyDiscriminator`: EB-SeqGAN's energy network (reward ``-E``).
-- :class:`RewardFormWrapper`, :class:`NormalizedReward`, :class:`WeightedSum`: wrappers.
+- :class:`RewardFormWrapper`, :class:`NormalizedReward`, :class:`WeightedSum`,
+  :class:`DifferenceReward`: wrappers.
 - :class:`HitReward`, :class:`OracleReward`, :class:`FrozenRecommenderReward`: references.
 - Negative samplers and :func:`pretrain_discriminator` for pre-training.
 - :func:`factor_scores_frame`, :func:`plot_factor_scores`: which factor drives the reward.
@@ -37,11 +38,17 @@ from rewards.negatives import (
     real_sequences,
 )
 from rewards.pretrain import PretrainConfig, PretrainResult, pretrain_discriminator
-from rewards.wrappers import NormalizedReward, RewardFormWrapper, WeightedSum
+from rewards.wrappers import (
+    DifferenceReward,
+    NormalizedReward,
+    RewardFormWrapper,
+    WeightedSum,
+)
 
 __all__ = [
     "REWARD_FORMS",
     "ContinuationSampler",
+    "DifferenceReward",
     "EnergyConfig",
     "EnergyDiscriminator",
     "FrozenRecommenderReward",

@@ -185,6 +185,51 @@ class NormalizedReward:
         )
 
 
+class DifferenceReward:
+    """Per-step increments of a sequence-level score: ``r_t = F(s_t + a_t) - F(s_t)``.
+
+    A discriminator that judges *prefixes* scores the whole sequence so far, so using
+    ``F(s_t + a_t)`` as the reward of every step counts the first generated item ``T`` times and
+    the last once. Its increments are potential-based shaping (Ng et al., 1999): they sum to
+    ``F(s_T) - F(s_0)``, leave the optimal policy of the final-sequence reward unchanged, and
+    with the optimal discriminator read as ``logit = log p_data / p_pi`` each increment is the
+    per-step log-ratio ``log p(a_t | s_t) - log pi(a_t | s_t)`` — AIRL's reward, whose expected
+    sum is ``-KL(pi || p)``: add no entropy bonus on top of it.
+
+    An empty history has score ``0`` (nothing to judge yet).
+
+    Args:
+        score: the sequence-level score: a reward model or wrapper with
+            ``.reward(history (B, L)) -> (B,)`` (e.g. ``RewardFormWrapper(model, "logit")``).
+    """
+
+    def __init__(self, score: Any) -> None:
+        if not callable(getattr(score, "reward", None)):
+            raise TypeError(
+                "score must have a .reward(history) method (a RewardModel or "
+                f"RewardFormWrapper); got {type(score).__name__}"
+            )
+        self.score = score
+
+    @torch.no_grad()
+    def reward(self, history: Tensor) -> Tensor:
+        """The sequence-level score ``(B,)`` of ``(B, L)`` histories (Monte-Carlo rollouts)."""
+        return self.score.reward(history)
+
+    @torch.no_grad()
+    def __call__(self, state: SessionState, action: Tensor) -> RewardOutput:
+        """The ``RewardFn`` call: ``F(history + action) - F(history)``, both parts kept."""
+        after, _ = append_items(state.history, state.length, action)
+        now = self.score.reward(after).float()
+        before = torch.where(
+            state.length > 0, self.score.reward(state.history).float(), torch.zeros_like(now)
+        )
+        return RewardOutput(now - before, {"score": now, "score_before": before})
+
+    def __repr__(self) -> str:
+        return f"DifferenceReward({self.score!r})"
+
+
 class WeightedSum:
     """``sum_i w_i * r_i`` over several reward functions, each part kept in the breakdown.
 
@@ -253,3 +298,16 @@ def _named(index: int, value: object) -> tuple[str, RewardFn, float]:
     if isinstance(value, tuple) and len(value) == 3:
         return (value[0], *_pair(value[0], value[1:]))  # type: ignore[return-value]
     return (f"part{index}", *_pair(f"part{index}", value))
+
+
+def uses_model(reward_fn: Any, model: RewardModel, depth: int = 0) -> bool:
+    """Whether ``reward_fn`` is ``model`` or a reward wrapper around it (any depth up to 8)."""
+    if reward_fn is model:
+        return True
+    if depth > 8:
+        return False
+    inner = [getattr(reward_fn, name, None) for name in ("model", "reward_fn", "score")]
+    parts = getattr(reward_fn, "parts", None)  # rewards.WeightedSum: {name: (fn, weight)}
+    if isinstance(parts, Mapping):
+        inner += [part[0] for part in parts.values() if isinstance(part, tuple)]
+    return any(fn is not None and uses_model(fn, model, depth + 1) for fn in inner)

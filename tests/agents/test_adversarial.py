@@ -21,9 +21,17 @@ from agents.checkpoint import (
 from agents.early_stopping import validation_metrics
 from agents.reinforce import PGConfig
 from agents.sasrec import SASRecConfig, SASRecPolicy
-from agents.weighted_mle import WeightedMLEConfig
+from agents.weighted_mle import WeightedMLEConfig, WeightedMLEGenerator
+from recgym import BatchedRecEnv, EnvConfig, HitReward
+from recgym._torch_io import evaluating
 from recgym.errors import RecGymError
-from rewards import EnergyConfig, EnergyDiscriminator, MultiFactorConfig, MultiFactorDiscriminator
+from rewards import (
+    EnergyConfig,
+    EnergyDiscriminator,
+    MultiFactorConfig,
+    MultiFactorDiscriminator,
+    RewardFormWrapper,
+)
 from rewards.negatives import real_sequences
 
 ROUND_COLUMNS = [
@@ -366,6 +374,23 @@ def test_health_is_measured_on_sequences_the_discriminator_never_trains_on(tmp_p
     assert start["policy/rel_change"] == 0.0 and start["policy/heldout_entropy"] > 0
     assert 0 <= frame.iloc[1]["disc/heldout_auc"] <= 1
     assert frame.iloc[1]["policy/rel_change"] > 0
+    assert math.isfinite(frame.iloc[1]["policy/grad_snr"])  # policy-gradient mode
+    assert math.isnan(start.get("policy/grad_snr", math.nan))  # no rollout before round 1
+
+
+def test_difference_shaping_rewards_each_step_with_the_increment_of_the_logit(tmp_path, synthetic):
+    data, split = synthetic
+    reward_model = make_reward("multifactor", split)
+    config = small_config(tmp_path, reward_form="logit", reward_shaping="difference")
+    trainer = AdversarialTrainer(make_policy(), reward_model, split, config)
+    trainer.pg.step()
+    rollout = trainer.pg.last_rollout
+    with torch.no_grad(), evaluating(reward_model):
+        after = reward_model(rollout.sequences().reshape(-1, 20)).view(3, 32)
+        before = reward_model(rollout.histories.reshape(-1, 20)).view(3, 32)
+    assert torch.allclose(rollout.rewards, after - before, atol=1e-5)
+    # the increments telescope: the return of step 0 is F(final) - F(real prefix)
+    assert torch.allclose(rollout.rewards.sum(0), after[-1] - before[0], atol=1e-4)
 
 
 def test_measuring_health_changes_nothing_in_the_run(tmp_path, synthetic):
@@ -402,6 +427,7 @@ def test_a_collapsed_discriminator_warns_and_can_stop_the_run(tmp_path, syntheti
         ({"n_heldout": -1}, ValueError, "AdversarialConfig.n_heldout must be an int >= 0"),
         ({"n_fakes": 0}, ValueError, "AdversarialConfig.n_fakes must be an int >= 1"),
         ({"negatives": "top1"}, ValueError, "AdversarialConfig.negatives must be one of"),
+        ({"reward_shaping": "delta"}, ValueError, "AdversarialConfig.reward_shaping must be"),
     ],
 )
 def test_bad_generator_and_health_settings_name_the_field(overrides, error, match):
@@ -464,3 +490,77 @@ def test_greedy_topk_negatives_replace_the_last_item_by_the_top_k_unseen_items(s
     with torch.no_grad():
         scores = policy.eval()(real[:, :-1]).gather(1, last)
     assert (scores[:, :-1] >= scores[:, 1:]).all()  # the top items, best first
+
+
+# ----------------------------------------------------------------------------- pluggable parts
+def _plugged(tmp_path, split, n_rounds=2, policy_seed=0, **kwargs):
+    """A trainer whose weighted-MLE generator (and env) are built by the caller."""
+    policy, reward_model = make_policy(seed=policy_seed), make_reward("multifactor", split)
+    wmle = WeightedMLEConfig(batch_size=32, weights="permuted")
+    gen_algo = WeightedMLEGenerator(policy, reward_model, split, wmle, max_len=20)
+    config = small_config(tmp_path, n_rounds=n_rounds, g_steps=2, d_steps=2, log_dir=None)
+    return AdversarialTrainer(policy, reward_model, split, config, gen_algo=gen_algo, **kwargs)
+
+
+def test_a_plugged_generator_algorithm_runs_as_the_built_in_one_and_resumes(tmp_path, synthetic):
+    data, split = synthetic
+    built_in = _run(tmp_path / "a", split, n_rounds=2, **MODES["weighted_mle"])
+    plugged = _plugged(tmp_path / "b", split)
+    assert plugged.gen_algo is not plugged.pg and plugged.wmle is None
+    plugged.train()
+    for (name, x), (_, y) in zip(built_in.policy.state_dict().items(),
+                                 plugged.policy.state_dict().items(), strict=True):  # fmt: skip
+        assert torch.equal(x, y), name
+    # an exact resume: the plugged generator's state_dict travels in the checkpoint
+    checkpoint = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert checkpoint["extra"]["gen_algo"]["position"] == plugged.gen_algo.position
+    longer = _plugged(tmp_path / "c", split, n_rounds=3)
+    longer.train()
+    resumed = _plugged(tmp_path / "b", split, n_rounds=3, policy_seed=5)
+    resumed.load(tmp_path / "b" / "checkpoints" / "last.pt")
+    resumed.train()
+    for (name, x), (_, y) in zip(longer.policy.state_dict().items(),
+                                 resumed.policy.state_dict().items(), strict=True):  # fmt: skip
+        assert torch.equal(x, y), name
+
+
+def test_a_user_env_rewards_the_built_in_policy_gradient(tmp_path, synthetic):
+    data, split = synthetic
+    reward_model = make_reward("multifactor", split)
+    env = BatchedRecEnv(split, RewardFormWrapper(reward_model, "logit"),
+                        EnvConfig(max_len=20, horizon=3, start="random"), batch_size=32,
+                        seed=0)  # fmt: skip
+    trainer = AdversarialTrainer(make_policy(), reward_model, split, small_config(tmp_path),
+                                 env=env)  # fmt: skip
+    assert trainer.pg.env is env
+    trainer.pg.step()
+    logits = reward_model.reward(trainer.pg.last_rollout.sequences().reshape(-1, 20))
+    assert not torch.allclose(trainer.pg.last_rollout.rewards.flatten(), logits)  # not D itself
+    with torch.no_grad(), evaluating(reward_model):
+        expected = reward_model(trainer.pg.last_rollout.sequences().reshape(-1, 20))
+    assert torch.allclose(trainer.pg.last_rollout.rewards.flatten(), expected, atol=1e-5)
+
+
+def test_bad_plugged_parts_are_refused_with_the_reason(tmp_path, synthetic):
+    data, split = synthetic
+    policy, reward_model = make_policy(), make_reward("multifactor", split)
+    config = small_config(tmp_path)
+    with pytest.raises(TypeError, match="gen_algo must have policy, step"):
+        AdversarialTrainer(policy, reward_model, split, config, gen_algo=object())
+    other = WeightedMLEGenerator(make_policy(seed=1), reward_model, split, max_len=20)
+    with pytest.raises(ValueError, match="the trainer's own policy"):
+        AdversarialTrainer(policy, reward_model, split, config, gen_algo=other)
+    mine = WeightedMLEGenerator(policy, reward_model, split, max_len=20)
+    wmle_config = small_config(tmp_path, generator_update="weighted_mle")
+    with pytest.raises(ValueError, match="gen_algo replaces the config's generator_update"):
+        AdversarialTrainer(policy, reward_model, split, wmle_config, gen_algo=mine)
+    env_config = EnvConfig(max_len=20, horizon=3, start="random")
+    hit_env = BatchedRecEnv(split, HitReward(), env_config, batch_size=32, seed=0)
+    with pytest.raises(ValueError, match="not with the trainer's reward model"):
+        AdversarialTrainer(policy, reward_model, split, config, env=hit_env)
+    own_env = BatchedRecEnv(split, reward_model, env_config, batch_size=32, seed=0)
+    with pytest.raises(ValueError, match="brings its own reward"):
+        AdversarialTrainer(policy, reward_model, split,
+                           small_config(tmp_path, reward_form="logit"), env=own_env)  # fmt: skip
+    with pytest.raises(TypeError, match="env must be a recgym BatchedRecEnv"):
+        AdversarialTrainer(policy, reward_model, split, config, env="env")

@@ -411,3 +411,37 @@ def test_pg_against_the_oracle_reward_with_entropy_one_lowers_reverse_kl(ppo_epo
     for _ in range(40):
         trainer.step()
     assert reverse_kl() < at_most * before
+
+
+# ----------------------------------------------------------------------------- gradient SNR
+def test_gradient_snr_separates_a_consistent_reward_from_noise():
+    split = cycle_split()
+    config = PGConfig(n_steps=3, batch_size=64, baseline="leave_one_out")
+    wants_item_1 = PolicyGradientTrainer(
+        BigramPolicy(8), make_env(split, 64, reward=lambda s, a: (a == 1).float()), config, seed=0
+    )
+    assert math.isnan(wants_item_1.gradient_snr())  # nothing to measure before a step
+    signal = [wants_item_1.step() and wants_item_1.gradient_snr() for _ in range(5)]
+    gen = torch.Generator().manual_seed(0)
+    noise_env = make_env(split, 64, reward=lambda s, a: torch.randn(a.shape, generator=gen))
+    noisy = PolicyGradientTrainer(BigramPolicy(8), noise_env, config, seed=0)
+    noise = [noisy.step() and noisy.gradient_snr() for _ in range(20)]
+    assert min(signal) > 3.0, signal
+    assert abs(float(np.mean(noise))) < 0.5 and max(noise) < 3.0, noise
+
+
+def test_gradient_snr_changes_no_weight_gradient_or_stream():
+    split = cycle_split()
+    trainer = PolicyGradientTrainer(BigramPolicy(8), make_env(split, 32), PGConfig(
+        n_steps=3, batch_size=32), seed=0)  # fmt: skip
+    trainer.step()
+    before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+    grads = [p.grad.clone() for p in trainer.policy.parameters()]  # the step's own gradients
+    generator = trainer.generator.get_state()
+    trainer.policy.train()
+    assert math.isfinite(trainer.gradient_snr(n_chunks=4))
+    assert trainer.policy.training  # the mode is restored
+    for p, g in zip(trainer.policy.parameters(), grads, strict=True):
+        assert torch.equal(p.grad, g)
+    assert all(torch.equal(before[k], v) for k, v in trainer.policy.state_dict().items())
+    assert torch.equal(generator, trainer.generator.get_state())
