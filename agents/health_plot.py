@@ -2,7 +2,8 @@
 
 The panels read the per-round frame of :meth:`agents.adversarial.AdversarialTrainer.train` (or its
 ``history`` CSV): held-out discriminator AUC (with the chance line), reward mean ± std, policy
-entropy, KL from the start policy, relative weight change, coverage, and validation NDCG@10.
+entropy, KL from the start policy, relative weight change, the policy gradient's signal-to-noise
+ratio (policy-gradient mode), coverage, and validation NDCG@10.
 A flat KL-from-start curve with a held-out AUC near 0.5 is the signature of a loop that gives back
 its starting policy.
 """
@@ -19,6 +20,7 @@ PANELS: tuple[tuple[str, str], ...] = (
     ("policy/heldout_entropy", "policy entropy (nats)"),
     ("policy/kl_from_start", "KL(π ‖ π_start) (nats)"),
     ("policy/rel_change", "‖θ − θ_start‖ / ‖θ_start‖"),
+    ("policy/grad_snr", "gradient SNR (0 = noise)"),
     ("rollout/coverage", "rollout coverage"),
     ("policy/top1_coverage", "greedy top-1 coverage"),
     ("eval/NDCG@10", "validation NDCG@10"),
@@ -58,6 +60,8 @@ def plot_training_health(history: pd.DataFrame, *, title: str | None = None) -> 
             ax.fill_between(rows["round"], low, high, alpha=0.2)
         if col == "disc/heldout_auc":
             ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        if col == "policy/grad_snr":
+            ax.axhline(0.0, color="grey", lw=0.8, ls="--")
         ax.set_title(name, fontsize="medium")
         ax.set_xlabel("round")
     for ax in list(axes.flat)[len(panels) :]:

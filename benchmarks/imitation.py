@@ -25,6 +25,15 @@ full NDCG@10. Methods so far:
   adversary's contribution is ``mfgan-wmle`` minus it) and ``mfgan-wmle-one`` (weight 1:
   continued MLE).
 - ``ebseqgan``: the loop in policy-gradient mode with an energy model and the MaxEnt objective.
+- ``pg-oracle-maxent``: ``pg-oracle`` with the entropy inside the reward (``-log pi`` per step,
+  so the returns carry the future entropy: the exact gradient of ``-KL``).
+- ``mfgan-pg-diff``: ``mfgan-pg`` rewarded by the *increments* of the discriminator's logit
+  (``rewards.DifferenceReward``: AIRL's per-step ``log p / pi`` for a prefix discriminator) and
+  no entropy bonus (it is in the reward already).
+- ``gail-sb3``: GAIL-style through stable-baselines3: SB3 PPO whose actor starts as the MLE
+  policy (``agents.sb3_policy.start_actor_from``), rewarded like ``mfgan-pg-diff``, its
+  discriminator trained by ``agents.sb3.RewardModelCallback`` after every rollout. SB3 samples
+  without masking seen items (no action masks); it is measured masked like every method.
 
 Every adversarial run keeps its validation-best policy (the start competes, round 0); the row
 ``<method>@last`` scores its last-round policy too, and ``best_round`` says which was kept.
@@ -39,7 +48,9 @@ Results (one row per method and seed, rewritten after every cell) go to ``--out`
 from __future__ import annotations
 
 import argparse
+import copy
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -64,11 +75,14 @@ from recgym import BatchedRecEnv, EnvConfig, OracleReward, evaluate, leave_one_o
 from recgym.synthetic import SyntheticConfig, make_synthetic
 from rewards import EnergyConfig, EnergyDiscriminator, MultiFactorConfig, MultiFactorDiscriminator
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the report helpers beside this file
+from imitation_report import markdown_summary, plot_curves  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = (1, 5, 10)
 METHODS = ("bc", "pg-oracle", "pg-oracle-ppo", "pg-oracle-maxent", "mfgan-pg", "mfgan-pg-kl",
            "mfgan-pg-diff", "mfgan-wmle", "mfgan-wmle-permuted", "mfgan-wmle-one",
-           "ebseqgan")  # fmt: skip
+           "ebseqgan", "gail-sb3")  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -201,6 +215,64 @@ def adversarial(method: str, start, data, split, seed: int, args):
     return policy.eval(), last.eval(), info
 
 
+def gail_sb3(start, data, split, seed: int, args):
+    """SB3 PPO from the MLE start against a multi-factor discriminator (see the docstring)."""
+    from stable_baselines3 import PPO
+
+    from agents.adversarial_steps import (
+        PolicyNegatives,
+        heldout_metrics,
+        heldout_reals,
+        policy_drift,
+    )
+    from agents.sb3 import PolicyFeaturesExtractor, RewardModelCallback
+    from agents.sb3_policy import SB3ActorPolicy, start_actor_from
+    from recgym.sb3 import SB3VecEnv
+    from rewards import (
+        DifferenceReward,
+        PretrainConfig,
+        RewardFormWrapper,
+        pretrain_discriminator,
+        real_sequences,
+    )
+
+    encoder, horizon = copy_of(start, seed), 5
+    reward_model = MultiFactorDiscriminator(
+        MultiFactorConfig(dim=64, max_len=50, combination="mean"), split.factors(), seed=seed
+    )
+    real = real_sequences(split, 50, min_len=horizon + 1)
+    pretrain = PretrainConfig(epochs=args.reward_epochs, batch_size=256, seed=seed)
+    pretrain_discriminator(reward_model, real, PolicyNegatives(encoder, horizon, exclude_seen=True),
+                           pretrain)  # fmt: skip
+    reward_model.configure_optimizer(lr=1e-3)
+    env = BatchedRecEnv(split, DifferenceReward(RewardFormWrapper(reward_model, "logit")),
+                        EnvConfig(max_len=50, horizon=horizon, start="random"),
+                        batch_size=args.pg_batch, seed=seed)  # fmt: skip
+    model = PPO(
+        "MlpPolicy", SB3VecEnv(env), n_steps=horizon, batch_size=args.pg_batch * horizon // 2,
+        n_epochs=2, learning_rate=args.pg_lr, gamma=1.0, gae_lambda=0.95, ent_coef=0.0,
+        seed=seed, device="cpu",
+        policy_kwargs={"features_extractor_class": PolicyFeaturesExtractor,
+                       "features_extractor_kwargs": {"policy": encoder},
+                       "net_arch": {"pi": [], "vf": [64]}, "ortho_init": False},
+    )  # fmt: skip
+    start_actor_from(model.policy)
+    actor = SB3ActorPolicy(model.policy)
+    start_actor = copy.deepcopy(actor).eval().requires_grad_(False)
+    callback = RewardModelCallback(reward_model, real_sampler=real, batch_size=256, seed=seed)
+    # the budget of mfgan-pg: rounds x g-steps rollouts of pg_batch x horizon, one D step each
+    model.learn(args.rounds * args.adv_pg_steps * args.pg_batch * horizon, callback=callback,
+                progress_bar=True)  # fmt: skip
+    # the loop's health, measured as AdversarialTrainer measures it
+    heldout = heldout_reals(split, 50, 256, seed=seed + 3, device=torch.device("cpu"))
+    fakes = PolicyNegatives(actor, horizon, exclude_seen=True)
+    auc = heldout_metrics(reward_model, heldout, fakes, seed=seed + 4)["disc/heldout_auc"]
+    prefixes = torch.nn.functional.pad(heldout[:, :-1], (1, 0))
+    drift = policy_drift(actor, start_actor.state_dict(), start_actor, prefixes, exclude_seen=True)
+    info = {"heldout_auc_last": auc, "kl_from_start_last": drift["policy/kl_from_start"]}
+    return actor.eval(), info
+
+
 def run_seed(seed: int, args, done: set) -> tuple[list[dict], list[pd.DataFrame]]:
     if all((method, seed) in done for method in args.methods):
         return [], []
@@ -232,6 +304,9 @@ def run_seed(seed: int, args, done: set) -> tuple[list[dict], list[pd.DataFrame]
             policy = pg_oracle(start, data, split, seed, args, ppo_epochs,
                                maxent=method == "pg-oracle-maxent")  # fmt: skip
             score(method, policy, time.perf_counter() - tic)
+        elif method == "gail-sb3":
+            policy, info = gail_sb3(start, data, split, seed, args)
+            score(method, policy, time.perf_counter() - tic, **info)
         else:
             best, last, info = adversarial(method, start, data, split, seed, args)
             seconds = time.perf_counter() - tic
@@ -280,95 +355,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the adversary's contribution (mfgan-wmle - permuted), reverse KL sum: "
               f"{diff.mean():+.4f} (per seed: {', '.join(f'{d:+.4f}' for d in diff)})")  # fmt: skip
     return 0
-
-
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
-"""Student t quantiles (0.975) by degrees of freedom, for the paired 95 % intervals."""
-SUMMARY = ("reverse_kl_sum", "forward_kl_sum", "cascading_sum", "test_ndcg10")
-
-
-def markdown_summary(table: pd.DataFrame) -> str:
-    """Mean ± std over seeds per method, and each method minus BC paired by seed (95 % CI)."""
-    lines = ["| method | seeds | " + " | ".join(SUMMARY) + " | best round |",
-             "|---|---|" + "---|" * (len(SUMMARY) + 1)]  # fmt: skip
-    bc = table[table["method"] == "bc"].set_index("seed")
-    diffs = ["", "| method − bc (paired, 95 % CI) | seeds | " + " | ".join(SUMMARY) + " |",
-             "|---|---|" + "---|" * len(SUMMARY)]  # fmt: skip
-    for method, rows in table.groupby("method", sort=False):
-        rows = rows.set_index("seed")
-        cells = [f"{rows[c].mean():.3f} ± {rows[c].std(ddof=1):.3f}" if len(rows) > 1
-                 else f"{rows[c].mean():.3f}" for c in SUMMARY]  # fmt: skip
-        best = rows["best_round"].dropna().astype(int).tolist() if "best_round" in rows else []
-        lines.append(f"| {method} | {len(rows)} | " + " | ".join(cells) +
-                     f" | {','.join(map(str, best)) or '–'} |")  # fmt: skip
-        if method == "bc":
-            continue
-        row = paired_row(method, rows, bc)
-        if row:
-            diffs.append(row)
-    return "\n".join(lines + diffs + adversary_rows(table))
-
-
-def adversary_rows(table: pd.DataFrame) -> list[str]:
-    """MFGAN's weighted MLE minus its permuted control, paired by seed: the adversary's part."""
-    header = "| adversary's contribution (paired, 95 % CI) | seeds | " + " | ".join(SUMMARY) + " |"
-    out = ["", header, "|---|---|" + "---|" * len(SUMMARY)]
-    for suffix in ("", "@last"):
-        a = table[table["method"] == f"mfgan-wmle{suffix}"].set_index("seed")
-        b = table[table["method"] == f"mfgan-wmle-permuted{suffix}"].set_index("seed")
-        row = paired_row(f"mfgan-wmle{suffix} − permuted{suffix}", a, b)
-        if row:
-            out.append(row)
-    return out if len(out) > 3 else []
-
-
-def paired_row(name: str, a: pd.DataFrame, b: pd.DataFrame) -> str | None:
-    """``a − b`` per seed (both indexed by seed): mean and t 95 % interval of each column."""
-    paired = a.index.intersection(b.index)
-    if len(paired) < 2:
-        return None
-    cells = []
-    for c in SUMMARY:
-        d = a.loc[paired, c] - b.loc[paired, c]
-        half = T975.get(len(d) - 1, 2.0) * d.std(ddof=1) / len(d) ** 0.5
-        cells.append(f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]")
-    return f"| {name} | {len(paired)} | " + " | ".join(cells) + " |"
-
-
-def plot_curves(steps: pd.DataFrame, path: Path) -> Path:
-    """Reverse and forward KL per continuation step, mean over seeds, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    # the validation-selected adversarial policies were all the start itself (round 0) in our
-    # runs: draw what the rounds did, each method's last-round policy
-    names = set(steps["method"])
-    keep = steps[~steps["method"].map(lambda m: f"{m}@last" in names)]
-    mean = keep.groupby(["method", "step"])[["reverse_kl", "forward_kl"]].mean().reset_index()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    for ax, col, name in zip(
-        axes,
-        ("reverse_kl", "forward_kl"),
-        ("reverse KL(π ‖ p_true)", "forward KL(p_true ‖ π)"),
-        strict=True,
-    ):
-        for method, frame in mean.groupby("method", sort=False):
-            style = "--" if method == "bc" else "-"
-            ax.plot(frame["step"], frame[col], style, marker="o", ms=3, label=method)
-        ax.set_title(f"{name}, self-generated continuations")
-        ax.set_xlabel("continuation step")
-        ax.set_ylabel("nats")
-    axes[1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
-    n_seeds = keep["seed"].nunique()
-    fig.suptitle(f"Imitation of the synthetic true user (mean of {n_seeds} seed(s))")
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
 
 
 def atomic_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from recgym.arrays import frozen_array
+from recgym.data_checks import Duplicates, check_id_column, check_time_column, drop_duplicates
 from recgym.errors import DataError
 from recgym.factors import (
     FactorKind,
@@ -207,6 +208,7 @@ class SequenceDataset:
         n_bins: int = 10,
         k_core: int | tuple[int, int] | None = None,
         name: str = "dataset",
+        duplicates: Duplicates = "warn",
     ) -> SequenceDataset:
         """Build a dataset from a long interaction table.
 
@@ -227,9 +229,17 @@ class SequenceDataset:
             n_bins: quantile bins for numeric factors.
             k_core: iterative k-core filter: ``k`` for users and items, or ``(k_user, k_item)``.
             name: dataset name.
+            duplicates: rows repeating an earlier row's user, item *and* time (a log written
+                twice; left in, a validation and a test target could be the same event):
+                ``"warn"`` drops them and warns with their count, ``"drop"`` drops them
+                quietly, ``"keep"`` keeps them, ``"error"`` raises. Without ``time_col`` only
+                the user and item are compared, and repeated items stay (``"keep"`` is then
+                the only sensible choice for repeat-consumption logs).
 
         Raises:
-            DataError: a named column is missing, or nothing remains after filtering.
+            DataError: a named column is missing; ids missing or of mixed types (``42`` and
+                ``"42"``); a time column that is not numeric or datetime, or has missing
+                values; duplicates under ``duplicates="error"``; nothing left after filtering.
         """
         needed = [user_col, item_col] + ([time_col] if time_col else [])
         missing = [c for c in needed if c not in frame.columns]
@@ -238,8 +248,11 @@ class SequenceDataset:
                 f"interaction frame lacks column(s) {missing}; it has {list(frame.columns)}"
             )
         df = frame[needed].reset_index(drop=True)
-        if df[[user_col, item_col]].isna().any().any():
-            raise DataError(f"columns {user_col!r}/{item_col!r} contain missing values")
+        for col in (user_col, item_col):
+            check_id_column(df[col], col)
+        if time_col:
+            check_time_column(df[time_col], time_col)
+        df = drop_duplicates(df, duplicates)
         if k_core is not None:
             df = k_core_filter(df, user_col=user_col, item_col=item_col, k=k_core)
         if df.empty:

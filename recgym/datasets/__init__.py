@@ -46,6 +46,7 @@ def load_dataset(
     *,
     data_dir: str | os.PathLike | None = None,
     download: bool = False,
+    verify: bool = True,
 ) -> SequenceDataset:
     """Load a dataset by name or from a path.
 
@@ -59,6 +60,8 @@ def load_dataset(
         name_or_path: a name from :data:`DATASET_NAMES` or a path.
         data_dir: the root holding the per-dataset folders; defaults to ``$RECGYM_DATA_DIR``.
         download: download MovieLens when missing (other datasets cannot be downloaded).
+        verify: check a known dataset's files against the published row counts and SHA-256
+            (:mod:`recgym.datasets.releases`); ``False`` loads a modified copy.
 
     Raises:
         ValueError: an unknown name (the message lists the valid ones).
@@ -66,10 +69,10 @@ def load_dataset(
         DataError: a directory matches no known layout.
     """
     if isinstance(name_or_path, str) and name_or_path in DATASET_NAMES:
-        return _load_named(name_or_path, data_dir=data_dir, download=download)
+        return _load_named(name_or_path, data_dir=data_dir, download=download, verify=verify)
     path = Path(name_or_path).expanduser()
     if path.exists():
-        return _load_path(path)
+        return _load_path(path, verify=verify)
     text = str(name_or_path)
     if isinstance(name_or_path, str) and os.sep not in text and not Path(text).suffix:
         raise ValueError(
@@ -80,12 +83,12 @@ def load_dataset(
 
 
 def _load_named(
-    name: str, *, data_dir: str | os.PathLike | None, download: bool
+    name: str, *, data_dir: str | os.PathLike | None, download: bool, verify: bool
 ) -> SequenceDataset:
     if name in _MOVIELENS:
         subdir, loader = _MOVIELENS[name]
         path = Path(data_dir).expanduser() / subdir if data_dir is not None else None
-        return loader(path, download=download)
+        return loader(path, download=download, verify=verify)
     root = data_dir if data_dir is not None else os.environ.get("RECGYM_DATA_DIR")
     files = list(s3rec_files(_AMAZON[name]))
     if root is None:
@@ -93,10 +96,10 @@ def _load_named(
             f"{name} needs {files} in <data_dir>/{_S3REC_DIR}; pass data_dir= or set "
             f"RECGYM_DATA_DIR. The files come from {S3REC_SOURCE} (no automatic download)."
         )
-    return load_s3rec(Path(root).expanduser() / _S3REC_DIR, _AMAZON[name])
+    return load_s3rec(Path(root).expanduser() / _S3REC_DIR, _AMAZON[name], verify=verify)
 
 
-def _load_path(path: Path) -> SequenceDataset:
+def _load_path(path: Path, *, verify: bool) -> SequenceDataset:
     if path.is_file():
         if table_format(path) is None:
             raise ValueError(
@@ -105,16 +108,16 @@ def _load_path(path: Path) -> SequenceDataset:
             )
         return load_interactions(path)
     if (path / "u.data").is_file() and (path / "u.item").is_file():
-        return load_movielens_100k(path)
+        return load_movielens_100k(path, verify=verify)
     if (path / "ratings.dat").is_file() and (path / "movies.dat").is_file():
-        return load_movielens_1m(path)
+        return load_movielens_1m(path, verify=verify)
     stems = sorted(
         p.name.removesuffix("_item2attributes.json")
         for p in path.glob("*_item2attributes.json")
         if (path / s3rec_files(p.name.removesuffix("_item2attributes.json"))[0]).is_file()
     )
     if len(stems) == 1:
-        return load_s3rec(path, stems[0])
+        return load_s3rec(path, stems[0], verify=verify)
     if len(stems) > 1:
         raise ValueError(
             f"{path} holds several S3-Rec datasets {stems}; choose one with "

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from recgym.data import SequenceDataset
+from recgym.datasets.releases import verify_release
+from recgym.datasets.strict_text import read_text
 from recgym.errors import DataError, DatasetNotFoundError
 
 S3REC_SOURCE = "https://github.com/aHuiWang/CIKM2020-S3Rec/tree/master/data"
@@ -30,7 +32,7 @@ def s3rec_files(name: str) -> tuple[str, str]:
 
 
 def load_s3rec(
-    path: str | os.PathLike, name: str = "Beauty", *, n_bins: int = 10
+    path: str | os.PathLike, name: str = "Beauty", *, n_bins: int = 10, verify: bool = True
 ) -> SequenceDataset:
     """Load an S3-Rec Amazon dataset (e.g. Beauty: 22,363 users, 12,101 items, 198,502 events).
 
@@ -42,10 +44,14 @@ def load_s3rec(
         path: the directory holding ``<name>.txt`` and ``<name>_item2attributes.json``.
         name: the file stem, e.g. ``"Beauty"`` or ``"Sports_and_Outdoors"``.
         n_bins: unused by the attribute factor; kept for a uniform loader signature.
+        verify: for the published Beauty and Sports files, check the event count and the
+            SHA-256 of both files (:mod:`recgym.datasets.releases`); ``False`` loads a
+            modified copy.
 
     Raises:
         DatasetNotFoundError: a file is missing.
-        DataError: a line holds something other than integers.
+        DataError: a line holds something other than integers, the attribute file is not a
+            JSON object of integer keys, or (with ``verify``) a file is not the published one.
     """
     root = Path(path).expanduser()
     seq_file, attr_file = (root / f for f in s3rec_files(name))
@@ -57,6 +63,9 @@ def load_s3rec(
         )
     frame = _read_sequences(seq_file)
     item_frame = _read_attributes(attr_file)
+    if verify:
+        verify_release(f"s3rec/{seq_file.name}", seq_file, len(frame))
+        verify_release(f"s3rec/{attr_file.name}", attr_file)
     return SequenceDataset.from_interactions(
         frame,
         user_col="user",
@@ -71,7 +80,7 @@ def load_s3rec(
 
 def _read_sequences(seq_file: Path) -> pd.DataFrame:
     """``(user, item, position)`` rows in file order from ``user item_1 item_2 ...`` lines."""
-    lines = seq_file.read_text(encoding="utf-8").splitlines()
+    lines = read_text(seq_file).splitlines()
     counts = np.fromiter((len(line.split()) for line in lines), dtype=np.int64, count=len(lines))
     try:
         tokens = np.array(" ".join(lines).split(), dtype=np.int64)
@@ -90,8 +99,10 @@ def _read_sequences(seq_file: Path) -> pd.DataFrame:
 
 def _read_attributes(attr_file: Path) -> pd.DataFrame:
     """An item frame indexed by int item id with one list-valued ``attributes`` column."""
-    with open(attr_file, encoding="utf-8") as handle:
-        raw = json.load(handle)
+    try:
+        raw = json.loads(read_text(attr_file))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{attr_file}: not valid JSON (truncated?): {err}") from err
     if not isinstance(raw, dict):
         raise DataError(f"{attr_file} must hold a JSON object {{item: [attr, ...]}}")
     try:

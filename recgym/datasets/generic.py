@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from recgym.data import SequenceDataset
+from recgym.data_checks import Duplicates
 from recgym.errors import DataError, DatasetNotFoundError
 from recgym.factors import FactorKind
 
@@ -42,6 +43,8 @@ def load_interactions(
     k_core: int | tuple[int, int] | None = None,
     n_bins: int = 10,
     name: str | None = None,
+    encoding: str = "utf-8",
+    duplicates: Duplicates = "warn",
 ) -> SequenceDataset:
     """Load a long interaction table (one row per event) from CSV/TSV or Parquet.
 
@@ -58,11 +61,17 @@ def load_interactions(
         k_core: optional iterative k-core filter.
         n_bins: quantile bins of numeric factors.
         name: dataset name; defaults to the file name without its suffixes.
+        encoding: the text encoding of CSV/TSV files.
+        duplicates: what to do with repeated rows (see
+            :meth:`SequenceDataset.from_interactions`).
 
     Raises:
         DatasetNotFoundError: ``path`` does not exist.
         ValueError: the extension is not supported.
-        DataError: a named column is missing.
+        DataError: a named column is missing, the file cannot be decoded or parsed (the
+            message names it), or the table fails the checks of
+            :meth:`SequenceDataset.from_interactions` (missing or mixed-type ids, a time column
+            that is not numeric, duplicates under ``duplicates="error"``).
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -77,7 +86,14 @@ def load_interactions(
     if fmt == ".parquet":
         frame = pd.read_parquet(path)
     else:
-        frame = pd.read_csv(path, sep=sep if sep is not None else _SEPARATORS[fmt])
+        try:
+            frame = pd.read_csv(path, sep=sep if sep is not None else _SEPARATORS[fmt],
+                                encoding=encoding)  # fmt: skip
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: cannot decode it as {encoding} ({err.reason} at byte "
+                            f"{err.start}); pass encoding= (e.g. 'latin-1')") from err  # fmt: skip
+        except pd.errors.ParserError as err:
+            raise DataError(f"{path}: cannot parse it: {err}") from err
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         hint = " (pass time_col=None to keep the file order)" if time_col in missing else ""
@@ -95,4 +111,5 @@ def load_interactions(
         n_bins=n_bins,
         k_core=k_core,
         name=name if name is not None else path.name.split(".")[0],
+        duplicates=duplicates,
     )

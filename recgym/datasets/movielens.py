@@ -16,7 +16,12 @@ import pandas as pd
 
 from recgym.data import SequenceDataset
 from recgym.datasets.download import default_cache_dir, download_file, extract_zip
-from recgym.errors import DatasetNotFoundError
+from recgym.datasets.releases import verify_release
+from recgym.datasets.strict_text import BadRows, check_bad_rows, read_delimited
+from recgym.errors import DataError, DatasetNotFoundError
+
+RATINGS = {"user": "int", "item": "int", "rating": "float", "timestamp": "int"}
+"""The typed fields of a MovieLens ratings line."""
 
 _TERMS = "GroupLens terms: research use only, no redistribution, cite Harper & Konstan 2015"
 # Used when u.genre is absent; it is the order of the 19 flag columns of u.item.
@@ -66,6 +71,8 @@ def load_movielens_100k(
     min_rating: float | None = None,
     k_core: int | tuple[int, int] | None = None,
     n_bins: int = 10,
+    on_bad_rows: BadRows = "error",
+    verify: bool = True,
 ) -> SequenceDataset:
     """Load MovieLens 100K: 943 users, 1,682 items, 100,000 time-ordered ratings.
 
@@ -82,24 +89,30 @@ def load_movielens_100k(
         min_rating: keep only ratings ``>= min_rating`` (``None`` keeps all).
         k_core: optional k-core filter passed to :meth:`SequenceDataset.from_interactions`.
         n_bins: quantile bins of the ``year`` factor.
+        on_bad_rows: a ``u.data`` line that is not four tab-separated numbers is an error
+            (``"error"``, naming the line) or skipped (``"drop"``; ``"warn"`` also warns).
+        verify: check ``u.data`` and ``u.item`` against the published row counts and SHA-256
+            (:mod:`recgym.datasets.releases`); ``False`` loads a modified copy.
 
     Raises:
         DatasetNotFoundError: the files are missing and ``download`` is false (or fails).
+        DataError: a bad line (with ``on_bad_rows="error"``), or a file that is not the
+            published one (with ``verify``).
     """
+    check_bad_rows(on_bad_rows)
     root = _locate(ML_100K, path, download=download, cache_dir=cache_dir)
-    ratings = pd.read_csv(
-        root / "u.data", sep="\t", header=None, names=["user", "item", "rating", "timestamp"]
-    )
+    ratings = read_delimited(root / "u.data", sep="\t", columns=RATINGS, on_bad_rows=on_bad_rows)
     genre_names = _ml100k_genre_names(root)
     flag_cols = [f"g{i}" for i in range(len(genre_names))]
-    items = pd.read_csv(
-        root / "u.item",
-        sep="|",
-        header=None,
-        encoding="latin-1",
+    items = _read_table(
+        root / "u.item", sep="|", encoding="latin-1",
         names=["item", "title", "release", "video_release", "url", *flag_cols],
-        index_col="item",
-    )
+        dtype={"item": "int64", **dict.fromkeys(flag_cols, "int64")},
+    )  # fmt: skip
+    if verify:
+        verify_release("movielens-100k/u.data", root / "u.data", ratings.attrs["bad_rows"]
+                       + len(ratings))  # fmt: skip
+        verify_release("movielens-100k/u.item", root / "u.item", len(items))
     item_idx, genre_idx = np.nonzero(items[flag_cols].to_numpy() == 1)
     genres = (
         pd.Series(np.asarray(genre_names, dtype=object)[genre_idx], index=items.index[item_idx])
@@ -121,6 +134,8 @@ def load_movielens_1m(
     min_rating: float | None = None,
     k_core: int | tuple[int, int] | None = None,
     n_bins: int = 10,
+    on_bad_rows: BadRows = "error",
+    verify: bool = True,
 ) -> SequenceDataset:
     """Load MovieLens 1M: 6,040 users, 3,706 rated movies, 1,000,209 time-ordered ratings.
 
@@ -130,27 +145,27 @@ def load_movielens_1m(
     Args:
         path: a directory holding ``ratings.dat`` and ``movies.dat``; ``None`` searches
             ``$RECGYM_DATA_DIR/movielens-1m`` and then ``<cache_dir>/movielens-1m``.
-        download, cache_dir, min_rating, k_core, n_bins: as in :func:`load_movielens_100k`.
+        download, cache_dir, min_rating, k_core, n_bins, on_bad_rows, verify: as in
+            :func:`load_movielens_100k` (``ratings.dat``'s row count and ``movies.dat``'s
+            SHA-256 are checked).
 
     Raises:
         DatasetNotFoundError: the files are missing and ``download`` is false (or fails).
+        DataError: a bad line, or a file that is not the published one (see ``verify``).
     """
+    check_bad_rows(on_bad_rows)
     root = _locate(ML_1M, path, download=download, cache_dir=cache_dir)
-    # "::" is a two-character separator; splitting on ":" keeps pandas' fast C parser and
-    # yields empty columns in between (ratings have no ":" inside fields).
-    ratings = pd.read_csv(
-        root / "ratings.dat", sep=":", header=None, usecols=[0, 2, 4, 6], encoding="latin-1"
-    )
-    ratings.columns = ["user", "item", "rating", "timestamp"]
-    movies = pd.read_csv(
-        root / "movies.dat",
-        sep="::",
+    ratings = read_delimited(root / "ratings.dat", sep="::", columns=RATINGS,
+                             encoding="latin-1", on_bad_rows=on_bad_rows)  # fmt: skip
+    movies = _read_table(
+        root / "movies.dat", sep="::", encoding="latin-1", names=["item", "title", "genres"],
+        dtype={"item": "int64"},
         engine="python",  # titles contain ":" so the C parser's single-char split cannot work
-        header=None,
-        names=["item", "title", "genres"],
-        encoding="latin-1",
-        index_col="item",
-    )
+    )  # fmt: skip
+    if verify:
+        verify_release("movielens-1m/ratings.dat", root / "ratings.dat",
+                       ratings.attrs["bad_rows"] + len(ratings))  # fmt: skip
+        verify_release("movielens-1m/movies.dat", root / "movies.dat", len(movies))
     item_frame = pd.DataFrame(
         {
             "genres": movies["genres"].str.split("|"),
@@ -188,6 +203,21 @@ def _build(
         k_core=k_core,
         name=name,
     )
+
+
+def _read_table(path: Path, *, sep: str, encoding: str, names: list[str], dtype: dict,
+                engine: str = "c") -> pd.DataFrame:  # fmt: skip
+    """An item table indexed by its int ``item`` column; a parse error names the file."""
+    try:
+        table = pd.read_csv(path, sep=sep, header=None, names=names, encoding=encoding,
+                            dtype=dtype, engine=engine)  # fmt: skip
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise DataError(f"{path}: cannot parse it as {len(names)} {sep!r}-separated fields "
+                        f"{names} ({encoding}): {err}") from err  # fmt: skip
+    if table["item"].duplicated().any():
+        dup = int(table.loc[table["item"].duplicated(), "item"].iloc[0])
+        raise DataError(f"{path}: item {dup} is listed twice")
+    return table.set_index("item")
 
 
 def _ml100k_genre_names(root: Path) -> tuple[str, ...]:

@@ -137,7 +137,9 @@ def test_movielens_1m_on_temp_dir(tmp_path):
     ratings = ["1::1193::5::978300760", "1::661::3::978302109", "2::1::4::978300000",
                "1::1::4::978300000", "2::3952::2::978300001", "3::1193::1::5"]  # fmt: skip
     (tmp_path / "ratings.dat").write_text("\n".join(ratings) + "\n", encoding="latin-1")
-    ds = load_movielens_1m(tmp_path)
+    with pytest.raises(DataError, match="has 6 rows but the published movielens-1m/ratings.dat"):
+        load_movielens_1m(tmp_path)  # not the release: refused unless asked for
+    ds = load_movielens_1m(tmp_path, verify=False)
     assert (ds.name, ds.n_users, ds.n_items, ds.n_interactions) == ("ml-1m", 3, 4, 6)
     assert [ds.item_ids[i] for i in ds.sequence(0)] == [1, 1193, 661]
     genres = ds.factors["genres"]
@@ -145,7 +147,7 @@ def test_movielens_1m_on_temp_dir(tmp_path):
     assert genres.labels([ds.item_index(1)]) == ["Animation|Children's|Comedy"]
     year = ds.factors["year"]
     assert (year.codes[1:] > 0).all()  # every title ends in "(yyyy)"
-    assert load_dataset(tmp_path).n_interactions == 6
+    assert load_dataset(tmp_path, verify=False).n_interactions == 6
 
 
 # ----------------------------------------------------------------------------- offline
@@ -184,7 +186,7 @@ def test_movielens_download_with_good_and_bad_checksum(tmp_path, monkeypatch):
         load_movielens_100k(cache_dir=cache, download=True)
     assert not any(p.is_file() for p in cache.rglob("*"))
     monkeypatch.setattr(movielens, "ML_100K", dataclasses.replace(fake, md5=good))
-    ds = load_movielens_100k(cache_dir=cache, download=True)
+    ds = load_movielens_100k(cache_dir=cache, download=True, verify=False)
     assert (ds.n_users, ds.n_items, ds.n_interactions) == (2, 2, 3)
     assert [ds.item_ids[i] for i in ds.sequence(0)] == [20, 10]  # ordered by timestamp
     assert sorted(p.name for p in cache.rglob("*")) == ["movielens-100k", "u.data", "u.item"]
@@ -337,7 +339,7 @@ def test_generic_csv_matches_stable_sort(rows):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "log.csv"
         frame.to_csv(path, index=False)
-        ds = load_interactions(path)
+        ds = load_interactions(path, duplicates="keep")
     expected = frame.sort_values(["user", "timestamp"], kind="stable").groupby("user")["item"]
     assert list(ds.user_ids) == sorted(frame["user"].unique())
     for u, (_, items) in enumerate(expected):
