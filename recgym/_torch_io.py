@@ -12,8 +12,10 @@ maps those paths to today's keys so they keep loading.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -52,35 +54,102 @@ class evaluating:  # noqa: N801 - used like torch.no_grad
         self.module.train(self.was_training)
 
 
+DIGEST_KEY = "_recgym_sha256"
+"""The key under which :func:`atomic_torch_save` stores a dict's content digest."""
+
+
+def content_digest(obj: Any) -> str:
+    """SHA-256 of a checkpoint's content: every tensor's dtype, shape and bytes, every key and
+    plain value, in order (what ``torch.load`` gives back, so it is the same after a round trip).
+
+    """
+    digest = hashlib.sha256()
+    _feed(digest, obj)
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        data = obj.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{data.dtype}{tuple(obj.shape)}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    elif isinstance(obj, Mapping):
+        digest.update(f"D{len(obj)}".encode())
+        for key, value in obj.items():
+            _feed(digest, key)
+            _feed(digest, value)
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"{type(obj).__name__[0]}{len(obj)}".encode())
+        for value in obj:
+            _feed(digest, value)
+    else:  # plain values (and anything else weights_only loading allows) by their repr
+        digest.update(f"P{type(obj).__name__}:{obj!r}".encode())
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temp file beside ``path`` and ``os.replace`` it into place."""
+    """``torch.save`` to a temp file beside ``path``, ``fsync`` it and ``os.replace`` it in.
+
+    A dict gets its :func:`content_digest` under :data:`DIGEST_KEY`, which
+    :func:`read_weights_only` checks, so a file changed after writing (a flipped byte, a
+    partial copy) is an error and not a model with different weights. Temp files that an
+    interrupted save of the same ``path`` left behind (older than an hour) are removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(obj, Mapping):
+        content = {k: v for k, v in obj.items() if k != DIGEST_KEY}
+        obj = {**content, DIGEST_KEY: content_digest(content)}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _remove_stale_temps(path)
     return path
+
+
+def _remove_stale_temps(path: Path, max_age_s: float = 3600.0) -> None:
+    now = time.time()
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if now - stale.stat().st_mtime > max_age_s:
+                stale.unlink()
+        except OSError:  # another process removed or is writing it: not ours to fight over
+            pass
 
 
 def read_weights_only(path: str | os.PathLike, *, hint: str = "") -> Any:
     """``torch.load(path, weights_only=True)`` onto the CPU, with clear errors.
 
+    A dict written by :func:`atomic_torch_save` is checked against its stored digest (and
+    returned without it); files written before digests existed load unchecked.
+
     Raises:
         FileNotFoundError: no file at ``path`` (``hint`` is appended to the message).
-        RecGymError: the file cannot be unpickled with ``weights_only=True``.
+        RecGymError: the file cannot be unpickled with ``weights_only=True``, or its content
+            differs from what was written.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}" + (f"; {hint}" if hint else ""))
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
         raise RecGymError(f"cannot read checkpoint {str(path)!r}: {err}") from err
+    if isinstance(obj, dict) and DIGEST_KEY in obj:
+        stored, actual = obj.pop(DIGEST_KEY), content_digest(obj)
+        if actual != stored:
+            raise RecGymError(
+                f"checkpoint {str(path)!r} is corrupt: its content digest is {actual[:16]}..., "
+                f"the one written with it {str(stored)[:16]}... (changed on disk or in a copy); "
+                "restore it from a good copy"
+            )
+    return obj
 
 
 def class_key(cls: type) -> str:
