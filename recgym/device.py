@@ -12,9 +12,19 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device`` or ``None`` (= CPU).
 
     Raises:
-        ValueError: CUDA (or MPS) was requested and is not available, or the index is too large.
+        TypeError: ``device`` is not a string, a ``torch.device`` or ``None``.
+        ValueError: not a device name (``"auto"`` included: recgym never picks a device for
+            you), or CUDA (or MPS) was requested and is not available, or the index is too large.
     """
-    dev = torch.device("cpu" if device is None else device)
+    if device is not None and not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str, a torch.device or None; got {device!r}")
+    try:
+        dev = torch.device("cpu" if device is None else device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"device={device!r} is not a torch device: pass 'cpu', 'cuda', 'cuda:1' or 'mps'"
+            + (" (recgym never chooses one for you)" if device == "auto" else "")
+        ) from err
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(

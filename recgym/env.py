@@ -16,6 +16,8 @@ There are no terminal states: a user can always be recommended one more item, so
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -201,8 +203,11 @@ class BatchedRecEnv:
         sessions = self.sessions
         self._check_action(action)
         state = self.state
+        before = _fields_of(state, clone=True) if self.config.check_rewards else None
         with torch.no_grad():  # rewards are constants for the policy update
             out = self.reward_fn(state, action)
+        if before is not None:
+            self._check_unchanged(state, before)
         reward, breakdown = self._check_reward(out)
         self._sessions = advance(sessions, action, self._items)
         self._true_item = sessions.target
@@ -280,8 +285,22 @@ class BatchedRecEnv:
         if low < 1 or high > n:
             raise ValueError(f"{expected} (0 is padding); got ids in [{low}, {high}]")
 
+    def _check_unchanged(self, state: SessionState, before: dict[str, Tensor]) -> None:
+        """A reward function that writes into the state would corrupt the sessions silently."""
+        now = _fields_of(state, clone=False)
+        changed = [name for name, then in before.items() if not torch.equal(now[name], then)]
+        if changed:
+            fn = getattr(self.reward_fn, "__name__", type(self.reward_fn).__name__)
+            raise RewardError(
+                f"reward function {fn} wrote into the state it was given ({changed}); reward "
+                "functions must not modify it: work on a copy (state.history.clone())"
+            )
+
     def _check_reward(self, out: object) -> tuple[Tensor, dict[str, Tensor]]:
-        reward, breakdown = as_reward_output(out)
+        try:
+            reward, breakdown = as_reward_output(out)
+        except TypeError as err:
+            raise RewardError(str(err)) from err
         if not self.config.check_rewards:
             return reward, breakdown
         for name, value in [("reward", reward), *breakdown.items()]:
@@ -334,3 +353,9 @@ def _canonical(device: torch.device) -> torch.device:
     if device.type == "cuda" and device.index is None:
         return torch.device("cuda", torch.cuda.current_device())
     return device
+
+
+def _fields_of(state: SessionState, *, clone: bool) -> dict[str, Tensor]:
+    """The state's tensors by field name (cloned: a snapshot to compare against)."""
+    fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    return {k: v.clone() for k, v in fields.items()} if clone else fields

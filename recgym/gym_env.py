@@ -59,9 +59,28 @@ def _default_core_args(
 
 
 def _pinned_users(options: dict[str, Any] | None, n: int) -> np.ndarray | None:
+    """``options["user"]`` as ``(n,)`` int64 user indices, or ``None`` when not pinned.
+
+    Raises:
+        TypeError: not integers (a string, a float such as ``2.9``, a bool).
+        ValueError: not ``n`` of them.
+    """
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"options must be a dict or None; got {type(options).__name__}")
     if not options or options.get("user") is None:
         return None
-    return np.asarray(options["user"], dtype=np.int64).reshape(n)
+    value = options["user"]
+    users = np.asarray(value)
+    if users.dtype == bool or not np.issubdtype(users.dtype, np.integer):
+        raise TypeError(
+            f"options['user'] must be {'an int' if n == 1 else f'{n} ints'} (dataset user "
+            f"indices); got {value!r} of dtype {users.dtype}"
+        )
+    if users.size != n:
+        raise ValueError(
+            f"options['user'] must hold {n} user index(es), one per session; got {users.size}"
+        )
+    return users.astype(np.int64).reshape(n)
 
 
 def _check_render_mode(render_mode: str | None, modes: list[str]) -> None:

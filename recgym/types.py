@@ -9,6 +9,7 @@ the newest item of every row is always in the last column.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -140,9 +141,19 @@ def append_items(history: Tensor, length: Tensor, items: Tensor) -> tuple[Tensor
 
 
 def as_reward_output(out: Tensor | RewardOutput | tuple) -> RewardOutput:
-    """Normalise a reward function's return value to a :class:`RewardOutput` (no checks)."""
+    """Normalise a reward function's return value to a :class:`RewardOutput`.
+
+    Raises:
+        TypeError: a tuple that is not ``(reward, breakdown mapping or None)``.
+    """
     if isinstance(out, RewardOutput):
         return out
-    if isinstance(out, tuple) and len(out) == 2:
+    if isinstance(out, tuple):
+        if len(out) != 2 or not (out[1] is None or isinstance(out[1], Mapping)):
+            kinds = [type(x).__name__ for x in out]
+            raise TypeError(
+                "a reward function returns a (B,) tensor, a RewardOutput or a (reward, "
+                f"breakdown dict) pair; got a tuple of {kinds}"
+            )
         return RewardOutput(out[0], dict(out[1] or {}))
     return RewardOutput(out, {})

@@ -187,6 +187,11 @@ class RewardModel(nn.Module, ABC):
         """
         self.check_history(real)
         self.check_history(fake)
+        if len(real) == 0 or len(fake) == 0:
+            raise ValueError(
+                f"{type(self).__name__}.update needs at least one real and one fake sequence; "
+                f"got shapes {tuple(real.shape)} and {tuple(fake.shape)}"
+            )
         self.train()
         loss = self.loss(real, fake)
         optimizer_step(loss, self.optimizer, self.parameters(), max_grad_norm=max_grad_norm,

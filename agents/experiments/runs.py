@@ -244,7 +244,14 @@ def load_run(path: str | os.PathLike) -> dict[str, Any]:
             f"{str(path)!r} is not a `recgym train` checkpoint (format {CHECKPOINT_FORMAT}); "
             "policies saved with SequencePolicy.save load with that class's .load"
         )
+    missing = [key for key in _RUN_KEYS if key not in payload]
+    if missing:
+        raise RecGymError(f"checkpoint {str(path)!r} lacks the entries {missing}: written by "
+                          "another program or damaged; rerun `recgym train`")  # fmt: skip
     return payload
+
+
+_RUN_KEYS = ("algo", "model", "data", "policy", "reward_model", "configs", "metrics")
 
 
 def rebuild_policy(entry: Mapping[str, Any], *, device: torch.device):
