@@ -85,6 +85,17 @@ class BestWeights:
         self.stale += 1
         return self.stale >= self.patience
 
+    def state_dict(self) -> dict[str, Any]:
+        """The bookkeeping and best weights (``weights_only``-loadable), for resuming a run."""
+        return {"stale": self.stale, "score": self.score, "epoch": self.epoch,
+                "metrics": dict(self.metrics), "state": self.state}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.stale, self.score = int(state["stale"]), float(state["score"])
+        self.epoch, self.metrics = int(state["epoch"]), dict(state["metrics"])
+        self.state = state["state"]
+
     def restore(self, model: nn.Module) -> None:
         """Load the best weights into ``model`` (no-op if nothing was evaluated)."""
         if self.state is not None:

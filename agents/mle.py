@@ -35,12 +35,13 @@ from agents.policy import SequencePolicy
 from agents.sequences import minibatches, training_windows
 from recgym._checks import check_float, check_int, check_model_and_split
 from recgym._progress import metric_postfix, progress_bar
-from recgym._torch_io import optimizer_step
+from recgym._torch_io import atomic_torch_save, config_to_dict, optimizer_step, read_weights_only
 from recgym.device import resolve_device
 from recgym.errors import RecGymError
 from recgym.splits import Split
 
 LOSSES = ("ce", "bce")
+MLE_STATE_FORMAT = "recgym.agents.mle-state/1"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +175,10 @@ class MLETrainer:
         progress: show a tqdm bar over epochs.
         checkpoint_path: save the best policy there (atomically) whenever it improves.
         perturbation: APR / SAO adversarial training settings (``None`` = plain MLE).
+        state_path: a resumable training state, written atomically after every epoch (weights,
+            optimiser, every generator, the early-stopping bookkeeping, the history). When the
+            file exists, :meth:`fit` continues from it — a killed run resumed ends with the
+            weights of the uninterrupted run — and a finished one returns at once.
     """
 
     def __init__(
@@ -187,6 +192,7 @@ class MLETrainer:
         progress: bool = False,
         checkpoint_path: str | os.PathLike | None = None,
         perturbation: PerturbationConfig | None = None,
+        state_path: str | os.PathLike | None = None,
     ) -> None:
         check_model_and_split(policy, split, SequencePolicy, what="policy")
         if perturbation is not None and not isinstance(perturbation, PerturbationConfig):
@@ -202,6 +208,7 @@ class MLETrainer:
         self.progress = progress
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.perturbation = perturbation
+        self.state_path = None if state_path is None else Path(state_path)
         self.optimizer = torch.optim.Adam(
             policy.parameters(),
             lr=self.config.lr,
@@ -236,13 +243,15 @@ class MLETrainer:
         order = torch.Generator().manual_seed(cfg.seed)
         negatives = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         best = BestWeights(patience=cfg.patience)
-        rows, start = [], time.perf_counter()
-        if cfg.evaluate_start:
+        rows, first, elapsed, done = self._resume(order, negatives, best)
+        start = time.perf_counter() - elapsed
+        if first == 1 and cfg.evaluate_start:
             rows.append({"epoch": 0, **self.validate(), "time/elapsed_s": 0.0})
             best.update(rows[0], self.policy, self.checkpoint_path)
-        bar = progress_bar(total=cfg.epochs, desc="mle", enabled=self.progress)
+        bar = progress_bar(total=cfg.epochs, initial=first - 1, desc="mle",
+                           enabled=self.progress and not done)  # fmt: skip
         with bar:
-            for epoch in range(1, cfg.epochs + 1):
+            for epoch in range(first, 0 if done else cfg.epochs + 1):
                 tic = time.perf_counter()
                 row = {"epoch": epoch, **self._epoch(inputs, targets, order, negatives)}
                 row["time/epoch_s"] = time.perf_counter() - tic
@@ -253,7 +262,9 @@ class MLETrainer:
                 _log(writer, row, epoch)
                 bar.update()
                 bar.set_postfix(metric_postfix(row, loss="mle/loss", val_ndcg10="eval/NDCG@10"))
-                if "eval/NDCG@10" in row and best.update(row, self.policy, self.checkpoint_path):
+                stop = "eval/NDCG@10" in row and best.update(row, self.policy, self.checkpoint_path)
+                self._save_state(rows, order, negatives, best, stop or epoch == cfg.epochs)
+                if stop:
                     break
         best.restore(self.policy)
         stopped_early = rows[-1]["epoch"] < cfg.epochs
@@ -303,6 +314,46 @@ class MLETrainer:
         optimizer_step(loss, self.optimizer, policy.parameters(), max_grad_norm=cfg.max_grad_norm,
                        what="MLE loss", hint="lower MLEConfig.lr")  # fmt: skip
         return {"mle/loss": float(loss.detach()), **parts}
+
+    # ------------------------------------------------------------------ resuming
+    def _save_state(self, rows: list, order, negatives, best: BestWeights, done: bool) -> None:
+        if self.state_path is None:
+            return
+        cuda = self.device.type == "cuda"
+        atomic_torch_save({
+            "format": MLE_STATE_FORMAT, "config": config_to_dict(self.config), "done": done,
+            "rows": [dict(r) for r in rows], "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "order": order.get_state(),
+            "negatives": negatives.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
+            "best": best.state_dict(),
+        }, self.state_path)  # fmt: skip
+
+    def _resume(self, order, negatives, best: BestWeights) -> tuple[list, int, float, bool]:
+        """``(rows, first epoch, elapsed seconds, done)`` from :attr:`state_path` if it exists."""
+        if self.state_path is None or not self.state_path.exists():
+            return [], 1, 0.0, False
+        state = read_weights_only(self.state_path)
+        if not isinstance(state, dict) or state.get("format") != MLE_STATE_FORMAT:
+            raise RecGymError(f"{str(self.state_path)!r} is not an MLE training state")
+        saved, now = state["config"], config_to_dict(self.config)
+        changed = sorted(k for k in now if saved.get(k) != now[k])
+        if changed:
+            raise ValueError(
+                f"cannot resume {str(self.state_path)!r} with another MLEConfig (changed: "
+                f"{changed}); delete it to start afresh"
+            )
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        order.set_state(state["order"])
+        negatives.set_state(state["negatives"])
+        torch.set_rng_state(state["torch_rng"])  # dropout's (forked) global stream
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        best.load_state_dict(state["best"])
+        rows = state["rows"]
+        last = rows[-1] if rows else {"epoch": 0}
+        return rows, int(last["epoch"]) + 1, float(last.get("time/elapsed_s", 0.0)), state["done"]
 
     # ------------------------------------------------------------------ evaluation
     def validate(self) -> dict[str, float]:

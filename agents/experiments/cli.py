@@ -50,6 +50,7 @@ from agents.experiments.runs import (
     load_run_data,
     mle_phase,
     policy_metrics,
+    prepare_out_dir,
     rebuild_policy,
     rebuild_reward_model,
     reference_metrics,
@@ -73,11 +74,16 @@ def run_train(args: argparse.Namespace) -> None:
     flags = dict(vars(args))
     if flags.get("progress") is None and "progress" not in file:
         flags["progress"] = sys.stderr.isatty()  # bars for a person, none in logs and CI
+    overwrite = bool(flags.pop("overwrite", False))
     settings = resolve_settings(file, flags, source=args.config or "")
     run = settings.train
     device = resolve_device(run.device)
     print(f"== recgym train {run.algo}: data={run.data}, model={run.model}, seed={run.seed}, "
           f"device={device}, out={settings.out_dir}")  # fmt: skip
+    resumed = prepare_out_dir(settings.out_dir, overwrite=overwrite)
+    if resumed:
+        print(f"== resuming the interrupted run in {settings.out_dir} (phases: {resumed}; "
+              "--overwrite starts afresh)")  # fmt: skip
     tic = time.perf_counter()
     data = load_run_data(settings.data_spec(), settings.configs["synthetic"], device=device)
     print(f"== data: {data.dataset} ({time.perf_counter() - tic:.1f} s)")
@@ -262,6 +268,9 @@ def _train_parser(sub) -> None:
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="tqdm bars over epochs and rounds (default: when stderr is a terminal)",
     )  # fmt: skip
+    tr.add_argument("--overwrite", action="store_true",
+                    help="replace a finished or interrupted run in --out (default: refuse a "
+                    "finished one, resume an interrupted one)")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,13 +110,44 @@ def build_policy(settings: RunSettings, n_items: int):
     return cls(settings.model_config, n_items=n_items, seed=settings.train.seed)
 
 
+STATE_FILES = {"mle": "mle_state.pt", "sao": "sao_state.pt", "reinforce": "reinforce_state.pt",
+               "adversarial": "adversarial/last.pt"}  # fmt: skip
+"""Each phase's resumable state under the run's output directory."""
+
+
+def prepare_out_dir(out: Path, *, overwrite: bool) -> list[str]:
+    """Check ``recgym train``'s output directory; returns the phases an earlier run left to
+    resume (``[]`` for a fresh run).
+
+    A finished run (``checkpoint.pt``) is never replaced without ``overwrite``; an interrupted one
+    is resumed (``overwrite`` deletes its states and starts afresh).
+
+    Raises:
+        RecGymError: ``out`` holds a finished run and ``overwrite`` is false.
+    """
+    finished = out / "checkpoint.pt"
+    states = {name: out / rel for name, rel in STATE_FILES.items() if (out / rel).exists()}
+    if overwrite:
+        for name, path in states.items():
+            shutil.rmtree(path.parent) if name == "adversarial" else path.unlink()
+        finished.unlink(missing_ok=True)
+        return []
+    if finished.exists():
+        raise RecGymError(
+            f"{out} already holds a finished run ({finished.name}); pass --overwrite to replace "
+            "it, or --out another directory"
+        )
+    return list(states)
+
+
 def mle_phase(policy, data: RunData, settings: RunSettings, device) -> pd.DataFrame:
-    """Maximum-likelihood (pre-)training with early stopping on validation NDCG@10."""
+    """Maximum-likelihood (pre-)training with early stopping on validation NDCG@10; resumable
+    from ``<out>/mle_state.pt`` (written every epoch)."""
     from agents.mle import MLETrainer
 
-    progress = settings.train.progress
+    state_path = settings.out_dir / STATE_FILES["mle"]
     trainer = MLETrainer(policy, data.split, settings.configs["mle"], device=device,
-                         progress=progress)  # fmt: skip
+                         progress=settings.train.progress, state_path=state_path)  # fmt: skip
     return trainer.fit().history
 
 
@@ -127,7 +159,8 @@ def sao_phase(policy, data: RunData, settings: RunSettings, device):
     config = dataclasses.replace(settings.configs["mle"], epochs=epochs)
     perturbation = settings.configs["perturbation"]
     trainer = MLETrainer(policy, data.split, config, device=device, perturbation=perturbation,
-                         progress=settings.train.progress)  # fmt: skip
+                         progress=settings.train.progress,
+                         state_path=settings.out_dir / STATE_FILES["sao"])  # fmt: skip
     return trainer.fit().history, None
 
 
@@ -141,7 +174,16 @@ def reinforce_phase(policy, data: RunData, settings: RunSettings, device):
     env = BatchedRecEnv(data.split, reward_fn, config, batch_size=pg.batch_size, device=device,
                         seed=seed)  # fmt: skip
     trainer = PolicyGradientTrainer(policy, env, pg, device=device, seed=seed)
-    rows = [{"update": i + 1, **trainer.step()} for i in range(settings.train.rounds or 20)]
+    state_path, rows = settings.out_dir / STATE_FILES["reinforce"], []
+    if state_path.exists():  # an interrupted run: its weights, optimiser, generators, rows
+        state = read_weights_only(state_path)
+        policy.load_state_dict(state["policy"])
+        trainer.load_state_dict(state["trainer"])  # every rollout reseeds the env from it
+        rows = state["rows"]
+    for i in range(len(rows), settings.train.rounds or 20):
+        rows.append({"update": i + 1, **trainer.step()})
+        atomic_torch_save({"policy": policy.state_dict(), "trainer": trainer.state_dict(),
+                           "rows": rows}, state_path)  # fmt: skip
     return pd.DataFrame(rows), None
 
 
@@ -165,10 +207,15 @@ def adversarial_phase(policy, data: RunData, settings: RunSettings, device):
         adversarial = dataclasses.replace(
             adversarial, checkpoint_dir=str(settings.out_dir / "adversarial")
         )
-    trainer = AdversarialTrainer(
-        policy, reward_model.to(device), data.split, adversarial, device=device,
-        user_model=data.user_model, mle_config=configs["mle"], pretrain_config=configs["pretrain"],
-    )  # fmt: skip
+    kwargs = dict(device=device, user_model=data.user_model, mle_config=configs["mle"],
+                  pretrain_config=configs["pretrain"])  # fmt: skip
+    last = Path(adversarial.checkpoint_dir) / "last.pt"
+    if last.exists():  # an interrupted run: every weight, optimiser and generator from the file
+        trainer = AdversarialTrainer.resume(last, policy, reward_model.to(device), data.split,
+                                            adversarial, **kwargs)  # fmt: skip
+    else:
+        trainer = AdversarialTrainer(policy, reward_model.to(device), data.split, adversarial,
+                                     **kwargs)  # fmt: skip
     history = trainer.train()
     trainer.restore_best()  # the policy with the best validation NDCG@10 (round 0 included)
     return history, reward_model
