@@ -80,7 +80,7 @@ def test_a_finished_run_is_never_overwritten_without_asking(tmp_path, capsys):
     assert cli.main(argv) == 0
     before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
     assert cli.main(argv) == 2
-    assert "already holds a finished run (checkpoint.pt); pass --overwrite" in capsys.readouterr().err
+    assert "holds a finished run (checkpoint.pt); pass --overwrite" in capsys.readouterr().err
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
     assert cli.main([*argv, "--overwrite", "--seed", "2"]) == 0
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() != before
