@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recgym import RecGymError
+from recgym._torch_io import atomic_torch_save
 from recgym.factors import ItemFactors, categorical_factor
 from rewards import multifactor
 from rewards.attention import SelfAttentionEncoder
@@ -238,11 +239,11 @@ def test_mismatched_checkpoint_raises(tmp_path, tiny_dataset):
     path = make_model(tiny_dataset.factors).save(tmp_path / "mf.pt")
     payload = torch.load(path, weights_only=True)
     payload["config"]["dim"] = 32  # weights of width 16 under a config of width 32
-    torch.save(payload, tmp_path / "bad.pt")
+    atomic_torch_save(payload, tmp_path / "bad.pt")
     with pytest.raises(RecGymError, match="does not match"):
         MultiFactorDiscriminator.load(tmp_path / "bad.pt")
     payload["class"] = "rewards.energy.EnergyDiscriminator"
-    torch.save(payload, tmp_path / "other.pt")
+    atomic_torch_save(payload, tmp_path / "other.pt")
     expected = "holds a 'rewards.energy.EnergyDiscriminator'; expected a 'multifactor'"
     with pytest.raises(RecGymError, match=expected):
         MultiFactorDiscriminator.load(tmp_path / "other.pt")

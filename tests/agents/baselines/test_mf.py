@@ -11,6 +11,7 @@ import recgym
 from agents.baselines.bpr import BPRConfig, BPRResult, BPRTrainer
 from agents.baselines.mf import BPRMFRecommender, NegativeSampler, training_pairs
 from recgym import SequenceDataset, leave_one_out
+from recgym._torch_io import atomic_torch_save
 from recgym.errors import RecGymError
 
 
@@ -182,11 +183,11 @@ def test_save_load_round_trip_and_mismatched_files(tmp_path):
     assert loaded.init_kwargs() == model.init_kwargs()
     payload = torch.load(path, weights_only=True)
     payload["init_kwargs"]["dim"] = 8
-    torch.save(payload, tmp_path / "shape.pt")
+    atomic_torch_save(payload, tmp_path / "shape.pt")
     with pytest.raises(RecGymError, match="does not match"):
         BPRMFRecommender.load(tmp_path / "shape.pt")
     payload["class"] = "agents.sasrec.SASRecPolicy"
-    torch.save(payload, tmp_path / "class.pt")
+    atomic_torch_save(payload, tmp_path / "class.pt")
     expected = "holds a .agents.sasrec.SASRecPolicy.; expected a .bpr-mf."
     with pytest.raises(RecGymError, match=expected):
         BPRMFRecommender.load(tmp_path / "class.pt")
