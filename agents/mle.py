@@ -29,6 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from agents import distributed as ddp
+from agents.distributed.mle import DistributedMLEMixin
+from agents.distributed.training import own_rank_state
 from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
 from agents.perturbation import PerturbationConfig, adversarial_loss, split_delta
 from agents.policy import SequencePolicy
@@ -163,7 +166,7 @@ def sequence_loss(
     raise ValueError(f"loss must be one of {LOSSES}; got {loss!r}")
 
 
-class MLETrainer:
+class MLETrainer(DistributedMLEMixin):
     """Trains a :class:`SequencePolicy` by maximum likelihood on a split's training segments.
 
     Args:
@@ -179,6 +182,13 @@ class MLETrainer:
             optimiser, every generator, the early-stopping bookkeeping, the history). When the
             file exists, :meth:`fit` continues from it — a killed run resumed ends with the
             weights of the uninterrupted run — and a finished one returns at once.
+        distributed: train data-parallel over the initialised process group (``None`` = when
+            one with more than one rank is). Each global batch of ``batch_size`` windows (one
+            seeded order, the same on every rank) is split over the ranks, gradients are
+            all-reduced by DDP so that a step equals the single-process step on the whole
+            batch, validation is sharded (:mod:`agents.distributed.evaluation`), and only
+            rank 0 writes ``checkpoint_path`` and ``state_path``. Dropout and BCE negatives
+            draw per rank (a given world size is reproducible). Not with ``perturbation``.
     """
 
     def __init__(
@@ -193,6 +203,7 @@ class MLETrainer:
         checkpoint_path: str | os.PathLike | None = None,
         perturbation: PerturbationConfig | None = None,
         state_path: str | os.PathLike | None = None,
+        distributed: bool | None = None,
     ) -> None:
         check_model_and_split(policy, split, SequencePolicy, what="policy")
         if perturbation is not None and not isinstance(perturbation, PerturbationConfig):
@@ -215,6 +226,8 @@ class MLETrainer:
             betas=(0.9, 0.98),
             weight_decay=self.config.weight_decay,
         )
+        self.distributed = ddp.is_distributed() if distributed is None else bool(distributed)
+        self._ddp = self._setup_distributed() if self.distributed else None
 
     # ------------------------------------------------------------------ training
     def fit(self) -> MLEResult:
@@ -228,9 +241,12 @@ class MLETrainer:
         inputs, targets = training_windows(self.split, self.max_len, device=self.device)
         if len(inputs) == 0:
             raise RecGymError(f"{self.split!r} has no training targets (every user has < 2 items)")
+        if self.distributed:
+            ddp.check_world_size(self._n_training_users())
         fork = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork):
-            torch.manual_seed(self.config.seed)  # dropout draws from the (forked) global stream
+            seed = ddp.rank_seed(self.config.seed) if self.distributed else self.config.seed
+            torch.manual_seed(seed)  # dropout draws from the (forked) global stream, per rank
             writer = _summary_writer(self.log_dir)
             try:
                 return self._fit(inputs, targets, writer)
@@ -241,7 +257,8 @@ class MLETrainer:
     def _fit(self, inputs: Tensor, targets: Tensor, writer) -> MLEResult:
         cfg = self.config
         order = torch.Generator().manual_seed(cfg.seed)
-        negatives = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        negative_seed = ddp.rank_seed(cfg.seed + 1) if self.distributed else cfg.seed + 1
+        negatives = torch.Generator(device=self.device).manual_seed(negative_seed)
         best = BestWeights(patience=cfg.patience)
         rows, first, elapsed, done = self._resume(order, negatives, best)
         start = time.perf_counter() - elapsed
@@ -278,7 +295,10 @@ class MLETrainer:
         sums: dict[str, float] = {}
         batches = minibatches(inputs, targets, batch_size=self.config.batch_size, generator=order)
         for batch_inputs, batch_targets in batches:
-            losses = self._step(batch_inputs, batch_targets, negatives)
+            if self.distributed:
+                losses = self._shard_step(batch_inputs, batch_targets, negatives)
+            else:
+                losses = self._step(batch_inputs, batch_targets, negatives)
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value * len(batch_inputs)
         return {key: value / len(inputs) for key, value in sums.items()}
@@ -320,6 +340,9 @@ class MLETrainer:
         if self.state_path is None:
             return
         cuda = self.device.type == "cuda"
+        if self.distributed:
+            self._save_shared_state(rows, order, negatives, best, done)
+            return
         atomic_torch_save({
             "format": MLE_STATE_FORMAT, "config": config_to_dict(self.config), "done": done,
             "rows": [dict(r) for r in rows], "policy": self.policy.state_dict(),
@@ -343,6 +366,8 @@ class MLETrainer:
                 f"cannot resume {str(self.state_path)!r} with another MLEConfig (changed: "
                 f"{changed}); delete it to start afresh"
             )
+        if self.distributed or "ranks" in state:
+            state.update(own_rank_state(state.get("ranks", [state]), path=str(self.state_path)))
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         order.set_state(state["order"])
@@ -357,8 +382,10 @@ class MLETrainer:
 
     # ------------------------------------------------------------------ evaluation
     def validate(self) -> dict[str, float]:
-        """Validation NDCG@10 and HR@10 under full ranking (eval mode, no gradient)."""
-        return validation_metrics(
+        """Validation NDCG@10 and HR@10 under full ranking (eval mode, no gradient); sharded
+        over the ranks under ``distributed`` (the same numbers, to the digit)."""
+        metric_fn = ddp.sharded_validation_metrics if self.distributed else validation_metrics
+        return metric_fn(
             self.policy, self.split, max_len=self.max_len,
             batch_size=self.config.eval_batch_size, device=self.device,
         )  # fmt: skip
