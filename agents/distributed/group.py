@@ -242,7 +242,7 @@ def unwrap_state_dict(state: dict[str, Any]) -> dict[str, Any]:
     the plain module's names, so the weights load in one process.
     """
     prefix = "module."
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
 
 
 def unwrap_module(module: nn.Module) -> nn.Module:
