@@ -41,8 +41,8 @@ def test_reproduce_keeps_rows_another_process_appended(tmp_path, monkeypatch):
     reproduce = load_script("reproduce")
     run_cell = reproduce.run_cell
 
-    def meanwhile(zoo, name, model, seed, device):
-        row = run_cell(zoo, name, model, seed, device)
+    def meanwhile(zoo, name, model, seed, device, ks=(10,)):
+        row = run_cell(zoo, name, model, seed, device, ks)
         other = pd.DataFrame([row | {"model": "bpr-mf"}])  # finished by another process
         path = tmp_path / "results.csv"
         old = pd.read_csv(path) if path.exists() else pd.DataFrame()
@@ -52,6 +52,19 @@ def test_reproduce_keeps_rows_another_process_appended(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce, "run_cell", meanwhile)
     assert reproduce.main(["--quick", "--models", "popularity", "--out-dir", str(tmp_path)]) == 0
     assert sorted(pd.read_csv(tmp_path / "results.csv")["model"]) == ["bpr-mf", "popularity"]
+
+
+def test_reproduce_records_the_papers_cut_offs(tmp_path):
+    """``--ks 50 100`` (APR's Table 3) adds HR/NDCG/MRR@50 and @100 columns; @10 stays."""
+    reproduce = load_script("reproduce")
+    argv = ["--quick", "--models", "popularity", "--ks", "50", "100", "--out-dir", str(tmp_path)]
+    assert reproduce.main(argv) == 0
+    row = pd.read_csv(tmp_path / "results.csv").iloc[0]
+    for p in ("full", "uniform-100"):
+        assert row[f"{p}/HR@10"] <= row[f"{p}/HR@50"] <= row[f"{p}/HR@100"]
+        assert row[f"{p}/NDCG@10"] <= row[f"{p}/NDCG@50"] <= row[f"{p}/NDCG@100"]
+    assert row["full/MRR@100"] <= row["full/MRR"]
+    assert row["uniform-100/MRR@100"] <= row["uniform-100/MRR"]
 
 
 def test_apr_robustness_analysis_quick(tmp_path, capsys):
