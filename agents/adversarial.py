@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from agents import distributed as ddp
 from agents.adversarial_config import AdversarialConfig
 from agents.adversarial_steps import (
     GeneratorAlgorithm,
@@ -59,6 +60,8 @@ from agents.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from agents.distributed import rl as ddp_rl
+from agents.distributed.training import gather_rank_states, own_rank_state
 from agents.early_stopping import validation_metrics
 from agents.mle import MLEConfig, MLETrainer
 from agents.policy import SequencePolicy
@@ -102,6 +105,13 @@ class AdversarialTrainer:
             GeneratorAlgorithm` training ``policy``) instead of the one the config builds;
             ``g_steps`` of its ``step()`` make a round, and its ``state_dict()`` goes into
             every checkpoint.
+        distributed: data-parallel over the initialised process group (``None`` = when one
+            with more than one rank is): the policy gradient and the reward model each train
+            under their own DDP wrapper and optimiser, each rank rolls out its own users and
+            updates the reward model on its own share of the real sequences; pre-training
+            (MLE data-parallel, the reward model on every rank alike, then rank 0's weights
+            broadcast) and validation (sharded) are too; rank 0 alone writes checkpoints,
+            which hold every rank's generator states. Built-in policy gradient only.
     """
 
     def __init__(
@@ -117,12 +127,17 @@ class AdversarialTrainer:
         pretrain_config: PretrainConfig | None = None,
         env: BatchedRecEnv | None = None,
         gen_algo: GeneratorAlgorithm | None = None,
+        distributed: bool | None = None,
     ) -> None:
         self.config = c = AdversarialConfig() if config is None else config
         if not isinstance(c, AdversarialConfig):
             raise TypeError(f"config must be an AdversarialConfig; got {type(c).__name__}")
         check_components(policy, reward_model, split)
         self.device = resolve_device(device)
+        self.distributed = ddp.is_distributed() if distributed is None else bool(distributed)
+        if self.distributed:
+            ddp_rl.check_adversarial_distributed(c, gen_algo)
+            ddp.check_same_config(c, what="AdversarialConfig")
         self.policy, self.reward_model, self.split = policy.to(self.device), reward_model, split
         reward_model.to(self.device)
         reward_model.configure_optimizer(lr=c.disc_lr)
@@ -137,13 +152,18 @@ class AdversarialTrainer:
         self.real_pool = real_sequences(split, c.max_len, min_len=min_len, device=self.device)
         if len(self.real_pool) == 0:
             raise ValueError(f"no training sequence has >= {min_len} items; lower horizon")
+        self.full_pool = self.real_pool  # reward pre-training sees all of it, on every rank
+        if self.distributed:
+            self.real_pool = ddp_rl.shard_rows(self.real_pool, seed=c.seed + 5)
+            self._reward_ddp = ddp_rl.reward_ddp(reward_model, self.device)
         if c.negatives == "greedy_topk":
             self.negatives = GreedyTopKNegatives(policy, c.n_fakes, exclude_seen=c.exclude_seen)
         else:
             steps = c.horizon if c.negatives == "continuation" else 1
             self.negatives = PolicyNegatives(policy, steps, exclude_seen=c.exclude_seen)
-        self.generator = torch.Generator(device=self.device).manual_seed(c.seed + 1)
-        self.rng = np.random.default_rng(c.seed)
+        seeds = [ddp.rank_seed(s) if self.distributed else s for s in (c.seed + 1, c.seed)]
+        self.generator = torch.Generator(device=self.device).manual_seed(seeds[0])
+        self.rng = np.random.default_rng(seeds[1])
         self.wmle = None
         if c.generator_update == "weighted_mle" and gen_algo is None:
             self.wmle = WeightedMLEGenerator(
@@ -212,8 +232,9 @@ class AdversarialTrainer:
             base = self.pretrain_config or PretrainConfig(seed=c.seed, batch_size=c.d_batch_size)
             config = dataclasses.replace(base, epochs=c.pretrain_reward_epochs)
             pretrain_discriminator(
-                self.reward_model, self.real_pool, self.negatives, config, device=self.device
+                self.reward_model, self.full_pool, self.negatives, config, device=self.device
             )
+            ddp.broadcast_module(self.reward_model)  # the ranks' runs agree; make sure of it
             self.reward_model.configure_optimizer(lr=c.disc_lr)  # fresh Adam for the rounds
         self.pretrained = True
         self._mark_start()
@@ -262,6 +283,12 @@ class AdversarialTrainer:
             self.stop_reason = f"round {self.round}: {problem}"
 
     def _d_step(self) -> dict[str, float]:
+        if self.distributed:  # this rank's real rows and fakes; gradients all-reduced
+            rows = self.rng.choice(len(self.real_pool), size=min(self.config.d_batch_size,
+                                   len(self.real_pool)), replace=False)  # fmt: skip
+            real = self.real_pool[torch.as_tensor(rows, device=self.real_pool.device)]
+            fake = self.negatives.sample(real, self.generator)
+            return ddp_rl.ddp_reward_update(self.reward_model, self._reward_ddp, real, fake)
         return discriminator_step(
             self.reward_model, self.real_pool, self.negatives,
             batch_size=self.config.d_batch_size, rng=self.rng, generator=self.generator,
@@ -301,7 +328,8 @@ class AdversarialTrainer:
     def evaluate(self) -> dict[str, float]:
         """Validation HR@10/NDCG@10 and, with a user model, the oracle log-likelihood."""
         c = self.config
-        metrics = validation_metrics(
+        metric_fn = ddp.sharded_validation_metrics if self.distributed else validation_metrics
+        metrics = metric_fn(
             self.policy, self.split, max_len=c.max_len, batch_size=c.eval_batch_size,
             device=self.device,
         )  # fmt: skip
@@ -361,10 +389,19 @@ class AdversarialTrainer:
             "weighted_mle": None if self.wmle is None else self.wmle.state(),
             "gen_algo": None if self._builtin_gen() else self.gen_algo.state_dict(),
         }
+        if self.distributed:  # every rank's streams, for an exact resume
+            parts = self._parts()
+            extra["ranks"] = gather_rank_states(
+                ddp_rl.rank_states(parts["generators"], parts["numpy_rng"])
+            )
         checkpoint = make_checkpoint(
             **self._parts(), round=self.round, best_metric=self.best_metric, extra=extra
         )
-        return save_checkpoint(path, checkpoint)
+        if not self.distributed:
+            return save_checkpoint(path, checkpoint)
+        written = save_checkpoint(path, checkpoint) if ddp.is_main_process() else None
+        ddp.barrier()
+        return written
 
     def load(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save` into this trainer (in place).
@@ -383,6 +420,10 @@ class AdversarialTrainer:
                 f"{list(_RESUMABLE)} may change"
             )
         restore_checkpoint(checkpoint, **self._parts())
+        if self.distributed or "ranks" in checkpoint["extra"]:
+            parts = self._parts()
+            mine = own_rank_state(checkpoint["extra"].get("ranks", [{}]), path=str(path))
+            ddp_rl.restore_rank_states(mine, parts["generators"], parts["numpy_rng"])
         self.round, self.best_metric = int(checkpoint["round"]), float(checkpoint["best_metric"])
         self.pg.n_updates = int(checkpoint["extra"]["n_updates"])
         self.pretrained = bool(checkpoint["extra"]["pretrained"])

@@ -24,8 +24,10 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from agents import distributed as ddp
 from agents.actions import next_log_probs, sample_items
 from agents.checkpoint import draw_seed, forked_global_rng
+from agents.distributed.rl import DDPPolicyView, shard_env
 from agents.pg_losses import (
     clipped_surrogate_loss,
     gradient_snr,
@@ -299,6 +301,12 @@ class PolicyGradientTrainer:
         device: where everything runs.
         seed: seed of the trainer's generator.
         reward_model: the sequence reward of ``mc_rollouts``; default the env's reward function.
+        distributed: data-parallel over the initialised process group (``None`` = when one
+            with more than one rank is): the env is restricted to this rank's disjoint share of
+            its users (:func:`agents.distributed.rl.shard_env`), each rank rolls out its own
+            ``batch_size`` sessions with its own generator, DDP all-reduces the gradients and
+            the metrics are the ranks' mean (baselines and advantage normalisation stay per
+            rank). Not with ``kl_coef > 0``.
     """
 
     def __init__(
@@ -310,6 +318,7 @@ class PolicyGradientTrainer:
         device: torch.device | str = "cpu",
         seed: int = 0,
         reward_model: object | None = None,
+        distributed: bool | None = None,
     ) -> None:
         config = PGConfig(batch_size=env.batch_size) if config is None else config
         if not isinstance(config, PGConfig):
@@ -329,6 +338,9 @@ class PolicyGradientTrainer:
             raise ValueError("mc_rollouts > 0 needs a reward_model with .reward(history)")
         self.policy, self.env, self.config = policy.to(env.device), env, config
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+        self.distributed = ddp.is_distributed() if distributed is None else bool(distributed)
+        self._loss_policy = self._setup_distributed(seed) if self.distributed else policy
+        seed = ddp.rank_seed(seed) if self.distributed else seed
         self.generator = torch.Generator(device=env.device).manual_seed(int(seed))
         self.n_updates = 0
         self.last_rollout: Rollout | None = None
@@ -337,8 +349,20 @@ class PolicyGradientTrainer:
         if config.kl_coef > 0:
             self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
 
+    def _setup_distributed(self, seed: int) -> DDPPolicyView:
+        if not ddp.is_distributed():
+            raise ValueError("distributed=True needs an initialised process group with more "
+                             "than one rank (agents.distributed.init_distributed)")  # fmt: skip
+        if self.config.kl_coef > 0:
+            raise ValueError("PolicyGradientTrainer(distributed=True) does not support "
+                             f"kl_coef > 0 yet; got kl_coef={self.config.kl_coef}")  # fmt: skip
+        ddp.check_same_config(self.config, what="PGConfig")
+        shard_env(self.env, seed=int(seed))
+        return DDPPolicyView(self.policy, self.device)
+
     def step(self) -> dict[str, float]:
-        """Collect one rollout and take one gradient step; returns float metrics."""
+        """Collect one rollout and take one gradient step; returns float metrics (under
+        ``distributed``, the mean over ranks)."""
         c, seed = self.config, draw_seed(self.generator)
         with forked_global_rng(seed, self.env.device):
             rollout = collect_rollouts(
@@ -360,7 +384,7 @@ class PolicyGradientTrainer:
                 "reward/std": float(rollout.rewards.std()) if rollout.rewards.numel() > 1 else 0.0,
             }
         )
-        return metrics
+        return ddp.all_reduce_mean_metrics(metrics) if self.distributed else metrics
 
     def _update(self, rollout: Rollout, advantages: Tensor) -> tuple[dict[str, float], Tensor]:
         """One REINFORCE step, or ``ppo_epochs`` clipped-surrogate steps, on one rollout."""
@@ -370,13 +394,13 @@ class PolicyGradientTrainer:
             if c.ppo_epochs:
                 with evaluating(self.policy):  # the rollout's log-probs were taken in eval mode
                     loss, metrics = clipped_surrogate_loss(
-                        self.policy, rollout, advantages, clip_ratio=c.clip_ratio,
+                        self._loss_policy, rollout, advantages, clip_ratio=c.clip_ratio,
                         entropy_coef=c.entropy_coef, exclude_seen=c.exclude_seen,
                     )  # fmt: skip
             else:
                 self.policy.train()
                 loss, metrics = policy_gradient_loss(
-                    self.policy, rollout, advantages, entropy_coef=c.entropy_coef,
+                    self._loss_policy, rollout, advantages, entropy_coef=c.entropy_coef,
                     mle_coef=c.mle_coef, exclude_seen=c.exclude_seen,
                 )  # fmt: skip
             if self.reference is not None:

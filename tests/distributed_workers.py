@@ -157,6 +157,28 @@ def unknown_backend(out: Path) -> dict:
     return {}
 
 
+def adversarial(out: Path) -> dict:
+    """One MFGAN round (1 MLE pre-training epoch, 1 reward pre-training epoch) on 2 ranks."""
+    from agents.adversarial import AdversarialTrainer
+    from agents.adversarial_config import AdversarialConfig
+    from rewards.multifactor import MultiFactorConfig, MultiFactorDiscriminator
+
+    data, split = tiny_data()
+    policy = tiny_policy(split.dataset.n_items, dropout=0.2)
+    reward = MultiFactorDiscriminator(MultiFactorConfig(dim=8, max_len=10), split.factors(), seed=0)
+    config = AdversarialConfig(n_rounds=1, rollout_batch_size=8, horizon=3, max_len=10,
+                               d_batch_size=8, n_eval_users=8, n_heldout=8, eval_batch_size=7,
+                               pretrain_policy_epochs=1, pretrain_reward_epochs=1,
+                               checkpoint_dir=str(out / "adversarial"))  # fmt: skip
+    trainer = AdversarialTrainer(policy, reward, split, config, user_model=data.user_model,
+                                 mle_config=mle_config(epochs=1))  # fmt: skip
+    history = trainer.train()
+    return {"history": history.drop(columns=["time/round_s"]),
+            "policy": {k: v.clone() for k, v in policy.state_dict().items()},
+            "reward": {k: v.clone() for k, v in reward.state_dict().items()},
+            "users": trainer.pg.env.eligible_users.clone()}  # fmt: skip
+
+
 def get_rank() -> int:
     from agents.distributed import get_rank as rank
 
@@ -166,5 +188,5 @@ def get_rank() -> int:
 SCENARIOS = {
     f.__name__: f
     for f in (grads, sharded_eval, mle, mle_bce, mle_killed, mle_resumed, mismatched_config,
-              too_few_users, unknown_backend)
+              too_few_users, unknown_backend, adversarial)
 }  # fmt: skip

@@ -14,6 +14,7 @@ import torch
 import torch.multiprocessing as mp
 
 from agents import distributed
+from agents.checkpoint import load_checkpoint
 from agents.mle import sequence_loss
 from agents.sasrec import SASRecPolicy
 from agents.sequences import training_windows
@@ -22,7 +23,7 @@ from recgym._torch_io import read_weights_only
 from recgym.metrics import metrics_from_ranks
 
 MAIN = ["grads", "sharded_eval", "mle", "mle_bce", "mismatched_config", "too_few_users",
-        "unknown_backend"]  # fmt: skip
+        "unknown_backend", "adversarial"]  # fmt: skip
 
 
 def spawn(scenarios: list[str], out, world: int = 2) -> list[dict]:
@@ -101,6 +102,22 @@ def test_a_killed_two_rank_run_resumes_to_the_uninterrupted_weights(runs):
         weights = ok(result["mle_resumed"])["weights"]
         for name, value in ok(results[0]["mle"])["weights"].items():
             assert torch.equal(weights[name], value), name
+
+
+def test_a_two_rank_adversarial_round_stays_in_sync_on_disjoint_users(runs):
+    out, results, _ = runs
+    first, second = (ok(r["adversarial"]) for r in results)
+    assert list(first["history"]["round"]) == [0, 1]  # evaluate_start: round 0 too
+    assert first["history"]["eval/NDCG@10"].notna().all()
+    for key in ("policy", "reward"):  # each model's DDP kept the ranks' weights equal
+        for name, value in first[key].items():
+            assert torch.equal(value, second[key][name]), (key, name)
+    assert not set(first["users"].tolist()) & set(second["users"].tolist())
+    assert sorted(p.name for p in (out / "adversarial").iterdir()) == ["best.pt", "last.pt"]
+    checkpoint = load_checkpoint(out / "adversarial" / "last.pt")
+    assert len(checkpoint["extra"]["ranks"]) == 2
+    policy = w.tiny_policy(30)
+    policy.load_state_dict(checkpoint["policy"]["state_dict"])  # loads in one process
 
 
 @pytest.mark.parametrize(
