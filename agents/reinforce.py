@@ -66,7 +66,8 @@ class PGConfig:
         exclude_seen: never recommend an item already in the history window.
         normalize_advantages: divide advantages by their standard deviation.
         ppo_epochs: ``0``: one REINFORCE step per rollout; ``k >= 1``: ``k`` steps of PPO's
-            clipped surrogate on each rollout (:mod:`agents.ppo`; the MLE term is not used).
+            clipped surrogate on each rollout (the MLE term is not used;
+            :func:`agents.pg_losses.clipped_surrogate_loss`).
         clip_ratio: PPO's ``eps``: ratios are clipped to ``[1 - eps, 1 + eps]``.
         kl_coef: weight of a penalty ``KL(pi || pi_ref)`` per rollout state, ``pi_ref`` the
             policy as it was when the trainer was built (:meth:`PolicyGradientTrainer.

@@ -112,7 +112,7 @@ def discriminator_probability(reward_model: nn.Module, sequences: Tensor) -> Ten
 
 
 class WeightedMLEGenerator:
-    """One discriminator-weighted MLE step per :meth:`step` (shuffled epochs over the windows).
+    """One discriminator-weighted MLE step per ``step()`` (shuffled epochs over the windows).
 
     Args:
         policy: the generator, trained in place.

@@ -195,7 +195,7 @@ def evaluate(
 
     Raises:
         DataError: the split is inconsistent or the stage has no targets.
-        ValueError / TypeError: bad settings, or scores of the wrong shape/dtype/device or with
+        ValueError or TypeError: bad settings, or scores of the wrong shape/dtype/device or with
             NaN/inf on a candidate.
     """
     result = evaluate_ranks(

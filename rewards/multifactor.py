@@ -246,7 +246,7 @@ class MultiFactorDiscriminator(RewardModel):
                 loops over them in Python with the same weights (for benchmarks and tests).
 
         Returns:
-            ``(B, m)`` logits, columns in :attr:`discriminator_names` order.
+            ``(B, m)`` logits, columns in ``discriminator_names`` order.
         """
         self.check_history(history)
         if one_pass or self.config.variant != "multi":

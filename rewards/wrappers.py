@@ -36,7 +36,7 @@ class RewardFormWrapper:
     energy model (``"neg_energy"``) can only be read as ``"neg_energy"`` and vice versa.
 
     Args:
-        model: the wrapped reward model; its :meth:`forward` gives the logits.
+        model: the wrapped reward model; its ``forward`` gives the logits.
         form: the reward form to apply to them.
     """
 
