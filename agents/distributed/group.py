@@ -11,6 +11,7 @@ died raises instead of waiting for ever. Every helper here works unchanged in a 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -276,4 +277,8 @@ def wrap_ddp(model: nn.Module, fn: Any, device: torch.device) -> nn.Module:
     """
     adapter = ForwardAdapter(model, fn)
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(adapter, device_ids=ids, broadcast_buffers=False)
+    ddp_class = nn.parallel.DistributedDataParallel
+    no_sync = ({"forward_sync_buffers": False}  # torch >= 2.12's name
+               if "forward_sync_buffers" in inspect.signature(ddp_class).parameters
+               else {"broadcast_buffers": False})  # fmt: skip
+    return ddp_class(adapter, device_ids=ids, **no_sync)

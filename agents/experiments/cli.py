@@ -10,6 +10,8 @@ next to the popularity baseline and the true user model (the oracle)::
     recgym train ebseqgan --config my.toml --device cuda
     recgym evaluate runs/mfgan/checkpoint.pt
     recgym rollout runs/mfgan/checkpoint.pt --user 3 --steps 10
+    recgym train mle --nproc 2                     # data-parallel: re-executes under torchrun
+    torchrun --nproc-per-node 2 -m agents.experiments.cli train mle   # the same
 
 Algorithms: ``mle`` (SASRec/GRU4Rec by maximum likelihood), ``sao`` (then APR/SAO adversarial
 embedding perturbations), ``reinforce`` (then REINFORCE on the true user model's log-likelihood
@@ -33,6 +35,7 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
+from agents import distributed
 from agents.experiments.config_files import (
     ALGO_ALIASES,
     ALGOS,
@@ -40,6 +43,7 @@ from agents.experiments.config_files import (
     load_config_file,
     resolve_settings,
 )
+from agents.experiments.launch import distributed_run, exec_torchrun, under_torchrun
 from agents.experiments.runs import (
     LABELS,
     PHASES,
@@ -75,12 +79,21 @@ def run_train(args: argparse.Namespace) -> None:
     if flags.get("progress") is None and "progress" not in file:
         flags["progress"] = sys.stderr.isatty()  # bars for a person, none in logs and CI
     overwrite = bool(flags.pop("overwrite", False))
+    nproc = flags.pop("nproc", None)
     settings = resolve_settings(file, flags, source=args.config or "")
+    if nproc is not None and nproc > 1 and not under_torchrun():
+        return exec_torchrun(args.argv, nproc)
+    with distributed_run(resolve_device(settings.train.device)) as context:
+        _train(settings, overwrite, start, context)
+
+
+def _train(settings, overwrite: bool, start: float, context) -> None:
     run = settings.train
-    device = resolve_device(run.device)
+    device = resolve_device(run.device) if context is None else context.device
     print(f"== recgym train {run.algo}: data={run.data}, model={run.model}, seed={run.seed}, "
-          f"device={device}, out={settings.out_dir}")  # fmt: skip
-    resumed = prepare_out_dir(settings.out_dir, overwrite=overwrite)
+          f"device={device}, out={settings.out_dir}"
+          + (f", {context.world_size} ranks ({context.backend})" if context else ""))  # fmt: skip
+    resumed = _prepare_out_dir(settings.out_dir, overwrite)
     if resumed:
         print(f"== resuming the interrupted run in {settings.out_dir} (phases: {resumed}; "
               "--overwrite starts afresh)")  # fmt: skip
@@ -107,9 +120,21 @@ def run_train(args: argparse.Namespace) -> None:
     print(f"\n== test metrics: {note}")
     print(table.round(4).to_string())
     final = frames[list(frames)[-1]]
-    path = save_run(settings, data, policy, reward_model, final, histories)
+    path = save_run(settings, data, policy, reward_model, final, histories) if (
+        distributed.is_main_process()) else settings.out_dir / "checkpoint.pt"  # fmt: skip
+    distributed.barrier()
     print(f"\nwrote {path} ({time.perf_counter() - start:.1f} s in all)")
     print(f"next: recgym evaluate {path}  |  recgym rollout {path} --user 0 --steps 10")
+
+
+def _prepare_out_dir(out, overwrite: bool) -> list[str]:
+    """``prepare_out_dir``; with ``overwrite`` rank 0 alone deletes, the others wait."""
+    if not overwrite:
+        return prepare_out_dir(out, overwrite=False)  # read-only: every rank agrees
+    if distributed.is_main_process():
+        prepare_out_dir(out, overwrite=True)
+    distributed.barrier()
+    return []
 
 
 def _timed(name: str, phase, *args):
@@ -268,6 +293,9 @@ def _train_parser(sub) -> None:
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="tqdm bars over epochs and rounds (default: when stderr is a terminal)",
     )  # fmt: skip
+    tr.add_argument("--nproc", type=int, default=None,
+                    help="train data-parallel on N processes (re-executes under torchrun; "
+                    "CPU: gloo, CUDA: nccl, one GPU per rank)")  # fmt: skip
     tr.add_argument("--overwrite", action="store_true",
                     help="replace a finished or interrupted run in --out (default: refuse a "
                     "finished one, resume an interrupted one)")  # fmt: skip
@@ -277,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``recgym`` console script: one parser, every subcommand."""
     argv = normalize_argv(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = list(argv)  # --nproc re-executes the same command under torchrun
     handlers = {"train": run_train, "evaluate": run_evaluate, "rollout": run_rollout}
     try:
         (handlers | RECGYM_HANDLERS)[args.command](args)

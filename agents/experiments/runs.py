@@ -20,6 +20,8 @@ from typing import Any
 import pandas as pd
 import torch
 
+from agents.distributed import save_on_main
+from agents.distributed.training import gather_rank_states, own_rank_state
 from agents.experiments.config_files import (
     RunSettings,
     build_config,
@@ -179,11 +181,16 @@ def reinforce_phase(policy, data: RunData, settings: RunSettings, device):
         state = read_weights_only(state_path)
         policy.load_state_dict(state["policy"])
         trainer.load_state_dict(state["trainer"])  # every rollout reseeds the env from it
+        if trainer.distributed or "ranks" in state:  # each rank's own generator
+            mine = own_rank_state(state.get("ranks", [{}]), path=str(state_path))
+            trainer.generator.set_state(mine["generator"])
         rows = state["rows"]
     for i in range(len(rows), settings.train.rounds or 20):
         rows.append({"update": i + 1, **trainer.step()})
-        atomic_torch_save({"policy": policy.state_dict(), "trainer": trainer.state_dict(),
-                           "rows": rows}, state_path)  # fmt: skip
+        ranks = ({"ranks": gather_rank_states({"generator": trainer.generator.get_state()})}
+                 if trainer.distributed else {})  # fmt: skip
+        save_on_main({"policy": policy.state_dict(), "trainer": trainer.state_dict(),
+                      "rows": rows, **ranks}, state_path)  # fmt: skip
     return pd.DataFrame(rows), None
 
 

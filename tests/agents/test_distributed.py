@@ -154,3 +154,27 @@ def test_helpers_in_one_process():
     with pytest.raises(ValueError, match="world size 11 is larger than the number of users"):
         distributed.shard_users(users, seed=0, rank=0, world_size=11)
     assert distributed.config_hash(w.mle_config()) != distributed.config_hash(w.mle_config(lr=1))
+
+
+def test_nproc_reruns_the_command_under_torchrun(tmp_path):
+    import subprocess
+    import sys
+
+    from agents.experiments.launch import torchrun_argv
+
+    argv = torchrun_argv(["train", "mle", "--nproc", "2", "--epochs=1", "--nproc=3"], 2)
+    assert argv[1:] == ["-m", "torch.distributed.run", "--nproc-per-node", "2", "-m",
+                        "agents.experiments.cli", "train", "mle", "--epochs=1"]  # fmt: skip
+    with pytest.raises(ValueError, match="--nproc must be an int >= 1"):
+        torchrun_argv([], 0)
+    config = tmp_path / "tiny.toml"
+    config.write_text("seed = 1\n[synthetic]\nn_users = 60\nn_items = 30\nmin_seq_len = 5\n"
+                      "max_seq_len = 10\n[sasrec]\ndim = 8\nn_blocks = 1\nmax_len = 8\n"
+                      "[mle]\nepochs = 1\nbatch_size = 32\n")  # fmt: skip
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "agents.experiments.cli", "train", "mle", "--nproc", "2",
+               "--config", str(config), "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 ranks (gloo)" in done.stdout and done.stdout.count("== test metrics") == 1
+    assert (out / "checkpoint.pt").exists()
