@@ -160,20 +160,47 @@ def leave_one_out(dataset: SequenceDataset, *, min_len: int = 3) -> Split:
     return Split(dataset=dataset, train_end=train_end, valid_end=valid_end, kind="leave_one_out")
 
 
-def ratio_split(dataset: SequenceDataset, *, valid: float = 0.1, test: float = 0.1) -> Split:
-    """Chronological per-user ratio split.
+def ratio_split(
+    dataset: SequenceDataset,
+    *,
+    valid: float = 0.1,
+    test: float = 0.1,
+    rounding: Literal["half_up", "floor"] = "half_up",
+) -> Split:
+    """Chronological per-user ratio split: each user's last items are test, those before valid.
 
-    Each user's last ``round(test * n)`` items are test and the ``round(valid * n)`` before
-    them validation (rounding half up); every user keeps at least one training item.
+    A user with ``n`` items gets ``r(test * n)`` test items (the last ones) and the
+    ``r(valid * n)`` before them as validation, where ``r`` rounds half up (default) or down
+    (``rounding="floor"``); every user keeps at least one training item. ACVAE's 8:2 protocol
+    (§4.4: "we split the interact sequence by 8:2 for training and testing", no validation;
+    its code holds out the last ``int(0.2 * n)``) is
+    ``ratio_split(ds, valid=0.0, test=0.2, rounding="floor")``, evaluated with
+    :func:`recgym.holdout.evaluate_holdout`.
+
+    Args:
+        dataset: ``n_users`` time-ordered sequences.
+        valid: validation fraction in ``[0, 1)``.
+        test: test fraction in ``[0, 1)``; ``valid + test < 1``.
+        rounding: ``"half_up"`` or ``"floor"``.
+
+    Returns:
+        A :class:`Split` of kind ``"ratio"`` with ``(n_users,)`` boundaries.
     """
     for name, value in (("valid", valid), ("test", test)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+            raise TypeError(f"{name} must be a float in [0, 1); got {type(value).__name__}")
         if not 0.0 <= value < 1.0:
             raise ValueError(f"{name} must be in [0, 1); got {value}")
     if valid + test >= 1.0:
         raise ValueError(f"valid + test must be < 1; got {valid} + {test}")
+    if rounding not in ("half_up", "floor"):
+        raise ValueError(f"rounding must be 'half_up' or 'floor'; got {rounding!r}")
     n = dataset.lengths
-    n_test = np.floor(n * test + 0.5).astype(np.int64)
-    n_valid = np.floor(n * valid + 0.5).astype(np.int64)
+    half = 0.5 if rounding == "half_up" else 0.0
+    # a relative epsilon so that e.g. 0.2 * 5 = 1.0000000000000002 or 0.7 * 10 round as exact
+    eps = 1e-9
+    n_test = np.floor(n * test + half + eps).astype(np.int64)
+    n_valid = np.floor(n * valid + half + eps).astype(np.int64)
     n_test = np.minimum(n_test, np.maximum(n - 1, 0))
     n_valid = np.minimum(n_valid, np.maximum(n - 1 - n_test, 0))
     end = dataset.offsets[1:]

@@ -79,3 +79,49 @@ def test_ratio_split_segments_partition_every_sequence(lengths, valid, test):
     _, vpos = split.targets("valid")
     _, tpos = split.targets("test")
     assert not np.intersect1d(vpos, tpos).size
+
+
+def test_ratio_split_acvae_floor_rounding(tiny_dataset):
+    """ACVAE's 8:2: the last int(0.2 n) items are test, no validation (user lengths 2..6)."""
+    split = ratio_split(tiny_dataset, valid=0.0, test=0.2, rounding="floor")
+    n = tiny_dataset.lengths
+    start, end = split.stage_bounds("test")
+    assert (end - start).tolist() == [int(0.2 * k) for k in n]
+    assert split.segment_sizes()["valid"] == 0
+    half_up = ratio_split(tiny_dataset, valid=0.0, test=0.3)
+    assert (np.diff(np.stack(half_up.stage_bounds("test")), axis=0)[0] >= end - start).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"test": 1.0}, ValueError, r"test must be in \[0, 1\); got 1.0"),
+        ({"test": -0.2}, ValueError, r"test must be in \[0, 1\); got -0.2"),
+        ({"valid": 1.5}, ValueError, r"valid must be in \[0, 1\); got 1.5"),
+        ({"test": "0.2"}, TypeError, r"test must be a float in \[0, 1\); got str"),
+        ({"rounding": "ceil"}, ValueError, r"rounding must be 'half_up' or 'floor'; got 'ceil'"),
+    ],
+)
+def test_ratio_split_refuses_bad_settings(tiny_dataset, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ratio_split(tiny_dataset, **kwargs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(1, 40), min_size=1, max_size=15),
+    st.sampled_from([0.1, 0.2, 0.25, 0.3, 0.5]),
+    st.sampled_from(["floor", "half_up"]),
+)
+def test_ratio_split_partitions_chronologically_with_the_ratio_rule(lengths, test, rounding):
+    """Every user's items are partitioned train | test in time order; sizes follow the rule."""
+    seqs = [list(range(1, n + 1)) for n in lengths]  # item = time rank, so order is visible
+    ds = SequenceDataset.from_sequences(seqs, n_items=40)
+    split = ratio_split(ds, valid=0.0, test=test, rounding=rounding)
+    for u, n in enumerate(lengths):
+        parts = [ds.items[slice(*map(int, (b[0][u], b[1][u])))] for b in map(split.stage_bounds,
+                 ("train", "valid", "test"))]  # fmt: skip
+        assert np.concatenate(parts).tolist() == seqs[u]  # a partition, order kept
+        exact = int(np.floor(n * test + (0.5 if rounding == "half_up" else 0.0) + 1e-9))
+        assert len(parts[2]) == min(exact, n - 1) and len(parts[1]) == 0
+        assert len(parts[0]) >= 1
