@@ -191,6 +191,10 @@ class MLETrainer(DistributedMLEMixin):
             draw per rank (a given world size is reproducible). Not with ``perturbation``.
     """
 
+    _loss_fn = staticmethod(sequence_loss)  # for the data-parallel half (DistributedMLEMixin)
+    _negatives_fn = staticmethod(sample_negatives)
+    _state_format = MLE_STATE_FORMAT
+
     def __init__(
         self,
         policy: SequencePolicy,

@@ -22,7 +22,11 @@ from recgym._torch_io import config_to_dict
 
 
 class DistributedMLEMixin:
-    """Methods :class:`agents.mle.MLETrainer` calls when ``distributed`` is on."""
+    """Methods :class:`agents.mle.MLETrainer` calls when ``distributed`` is on.
+
+    The trainer provides ``_loss_fn`` (``sequence_loss``), ``_negatives_fn``
+    (``sample_negatives``) and ``_state_format`` as class attributes (no import back).
+    """
 
     config: Any
     policy: Any
@@ -30,8 +34,6 @@ class DistributedMLEMixin:
 
     def _setup_distributed(self) -> torch.nn.Module:
         """Check the group and the config on every rank; return the DDP-wrapped shard loss."""
-        from agents.mle import sequence_loss
-
         if not ddp.is_distributed():
             raise ValueError("distributed=True needs an initialised process group with more "
                              "than one rank (agents.distributed.init_distributed)")  # fmt: skip
@@ -41,7 +43,7 @@ class DistributedMLEMixin:
         ddp.check_same_config(self.config, what="MLEConfig")
         if not ddp.is_main_process():  # rank 0 alone writes files
             self.checkpoint_path = None
-        loss_fn = functools.partial(scaled_shard_loss, loss_fn=sequence_loss, loss=self.config.loss)
+        loss_fn = functools.partial(scaled_shard_loss, loss_fn=self._loss_fn, loss=self.config.loss)
         return ddp.wrap_ddp(self.policy, loss_fn, self.device)
 
     def _shard_step(self, inputs: Tensor, targets: Tensor, generator: torch.Generator) -> dict:
@@ -49,13 +51,13 @@ class DistributedMLEMixin:
 
         Returns the loss of the whole global batch (the same float on every rank).
         """
-        from agents.mle import sample_negatives
-
         cfg = self.config
         n_global = int((targets > 0).sum())
         inputs, targets = rank_slice(inputs), rank_slice(targets)
         negatives = (
-            sample_negatives(targets, self.policy.n_items, generator) if cfg.loss == "bce" else None
+            self._negatives_fn(targets, self.policy.n_items, generator)
+            if cfg.loss == "bce"
+            else None
         )
         self.policy.train()
         loss = synced_step(self._ddp, (inputs, targets, negatives, max(n_global, 1)),
@@ -80,11 +82,9 @@ class DistributedMLEMixin:
         The weights are the unwrapped policy's (no ``module.`` prefix): the file loads in one
         process; resuming it needs the same world size.
         """
-        from agents.mle import MLE_STATE_FORMAT
-
         ranks = gather_rank_states(self._rank_rngs(negatives))
         ddp.save_on_main({
-            "format": MLE_STATE_FORMAT, "config": config_to_dict(self.config), "done": done,
+            "format": self._state_format, "config": config_to_dict(self.config), "done": done,
             "rows": [dict(r) for r in rows], "policy": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(), "order": order.get_state(),
             **ranks[0], "best": best.state_dict(), "world_size": ddp.get_world_size(),
