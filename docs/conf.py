@@ -29,7 +29,6 @@ sys.path[:0] = [str(ROOT), str(DOCS / "_ext")]
 
 # The notebook kernels inherit this process's environment.
 os.environ.setdefault("RECGYM_SMOKE", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 if (ROOT.parent / "shared" / "data").is_dir():  # notebook 04 reads MovieLens from here
     os.environ.setdefault("RECGYM_DATA_DIR", str(ROOT.parent / "shared" / "data"))
