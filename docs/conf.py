@@ -10,8 +10,8 @@ Environment switches (all optional):
   time, re-run only when a notebook's code changes; the cache lives in
   ``docs/_build/.jupyter_cache``, so after changing library code use ``force`` or delete
   ``docs/_build``; CI builds from a clean clone), ``force`` (always re-run) or ``off`` (render
-  the stored, output-free notebooks: fast, no figures). The kernel gets ``RECGYM_SMOKE=1`` (the notebooks' small settings) unless the
-  variable is already set.
+  the stored, output-free notebooks: fast, no figures). The kernel gets ``RECGYM_SMOKE=1``
+  (the notebooks' small settings) unless the variable is already set.
 - ``RECGYM_DOCS_INTERSPHINX=1``: link names of torch, gymnasium, stable-baselines3, numpy,
   pandas and Python to their sites. Off by default because fetching the inventories needs the
   network, which CI and the build machines do not have; when off, references to those packages
