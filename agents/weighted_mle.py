@@ -52,6 +52,8 @@ class WeightedMLEConfig:
         exclude_seen: the greedy top-1 that replaces the last item skips items already seen.
         max_grad_norm: gradient-norm clip, ``None`` for none.
         seed: the batch order, BCE negatives and the permutation of the ``"permuted"`` control.
+        loss_chunk: rows per chunk of the fused CE (as ``MLEConfig.loss_chunk``; ``None`` =
+            dense logits).
     """
 
     batch_size: int = 128
@@ -61,9 +63,12 @@ class WeightedMLEConfig:
     exclude_seen: bool = True
     max_grad_norm: float | None = None
     seed: int = 0
+    loss_chunk: int | None = 256
 
     def __post_init__(self) -> None:
         check_int(self, "batch_size", 1)
+        if self.loss_chunk is not None:
+            check_int(self, "loss_chunk", 1)
         check_int(self, "seed", 0)
         check_float(self, "lr", positive=True)
         check_float(self, "max_grad_norm", positive=True, optional=True)
@@ -215,7 +220,15 @@ class WeightedMLEGenerator:
             sample_negatives(targets, policy.n_items, self.negatives) if c.loss == "bce" else None
         )
         policy.train()
-        loss = sequence_loss(policy, inputs, targets, loss=c.loss, negatives=negatives, weights=w)
+        loss = sequence_loss(
+            policy,
+            inputs,
+            targets,
+            loss=c.loss,
+            negatives=negatives,
+            weights=w,
+            chunk_size=c.loss_chunk,
+        )
         optimizer_step(loss, self.optimizer, policy.parameters(), max_grad_norm=c.max_grad_norm,
                        what="weighted MLE loss", hint="lower WeightedMLEConfig.lr")  # fmt: skip
         return {"gen/loss": float(loss.detach()), "gen/weight_mean": float(w.mean()),

@@ -43,7 +43,8 @@ class DistributedMLEMixin:
         ddp.check_same_config(self.config, what="MLEConfig")
         if not ddp.is_main_process():  # rank 0 alone writes files
             self.checkpoint_path = None
-        loss_fn = functools.partial(scaled_shard_loss, loss_fn=self._loss_fn, loss=self.config.loss)
+        shard_loss = functools.partial(self._loss_fn, chunk_size=self.config.loss_chunk)
+        loss_fn = functools.partial(scaled_shard_loss, loss_fn=shard_loss, loss=self.config.loss)
         return ddp.wrap_ddp(self.policy, loss_fn, self.device)
 
     def _shard_step(self, inputs: Tensor, targets: Tensor, generator: torch.Generator) -> dict:
