@@ -74,6 +74,8 @@ class MLEConfig:
         warmup_epochs: epochs of linear learning-rate warm-up (fractional; ``0`` = none).
         schedule_epochs: the cosine's length in epochs (``None`` = ``epochs``); must exceed
             ``warmup_epochs``. Early stopping still decides when training ends.
+        max_windows_per_user: train on each user's newest this many windows only (``None`` =
+            every window, so every training target; ``1`` = SASRec.pytorch's one window each).
     """
 
     epochs: int = 50
@@ -92,6 +94,7 @@ class MLEConfig:
     lr_schedule: str = "constant"
     warmup_epochs: float = 0.0
     schedule_epochs: int | None = None
+    max_windows_per_user: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
@@ -114,8 +117,9 @@ class MLEConfig:
                 f"MLEConfig.lr_schedule must be one of {SCHEDULES}; got {self.lr_schedule!r}"
             )
         check_float(self, "warmup_epochs")
-        if self.schedule_epochs is not None:
-            check_int(self, "schedule_epochs", 1)
+        for name in ("schedule_epochs", "max_windows_per_user"):
+            if getattr(self, name) is not None:
+                check_int(self, name, 1)
         horizon = self.epochs if self.schedule_epochs is None else self.schedule_epochs
         if self.lr_schedule == "cosine" and horizon <= self.warmup_epochs:
             raise ValueError(
@@ -204,7 +208,10 @@ class MLETrainer(DistributedMLEMixin):
         ``mle/adv_loss``), ``eval/NDCG@10``, ``eval/HR@10``, ``time/epoch_s``,
         ``time/elapsed_s``.
         """
-        inputs, targets = training_windows(self.split, self.max_len, device=self.device)
+        inputs, targets = training_windows(
+            self.split, self.max_len, device=self.device,
+            max_windows_per_user=self.config.max_windows_per_user,
+        )  # fmt: skip
         if len(inputs) == 0:
             raise RecGymError(f"{self.split!r} has no training targets (every user has < 2 items)")
         if self.distributed:

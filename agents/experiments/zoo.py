@@ -44,7 +44,13 @@ class ZooConfig:
         mle_loss: ``"ce"`` (full softmax, the default) or ``"bce"`` (one sampled negative per
             position, SASRec's own loss: ~n_items times cheaper per position, for large
             catalogues on CPU).
-        lr: Adam learning rate of MLE.
+        lr: Adam learning rate of MLE (GRU4Rec; SASRec's SAO / continued fine-tuning).
+        sasrec_lr: peak Adam learning rate of SASRec MLE from scratch (batch
+            ``sasrec_batch_size``, 1 epoch of warm-up, then a cosine to 0 at
+            ``sasrec_schedule_epochs``; docs/benchmarks.md, issue 21: the validation best in
+            about half the epochs of constant 1e-3 at batch 128, at the same NDCG).
+        sasrec_batch_size: windows per SASRec MLE step.
+        sasrec_schedule_epochs: the cosine's length in epochs.
         eval_every: epochs (or adversarial rounds) between validation rankings.
         patience: validation rankings without improvement before stopping.
         sao_epochs: maximum SAO fine-tuning epochs from SASRec MLE.
@@ -61,6 +67,9 @@ class ZooConfig:
     mle_epochs: int = 200
     mle_loss: str = "ce"
     lr: float = 1e-3
+    sasrec_lr: float = 2e-3
+    sasrec_batch_size: int = 64
+    sasrec_schedule_epochs: int = 40
     eval_every: int = 2
     patience: int = 5
     sao_epochs: int = 10
@@ -78,7 +87,7 @@ class ZooConfig:
             value = getattr(self, item.name)
             if item.name == "mle_loss":
                 continue
-            if item.name in ("lr", "sao_eps"):
+            if item.name in ("lr", "sasrec_lr", "sao_eps"):
                 ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
                 expected = "a float > 0"
             else:
@@ -184,8 +193,9 @@ class ModelZoo:
         return copy.deepcopy(self.fit(name).recommender)
 
     # ------------------------------------------------------------------ shared settings
-    def mle_config(self, **overrides: Any):
-        """The MLE settings of every sequential model (``mle_loss``, early stopping)."""
+    def mle_config(self, *, fresh_sasrec: bool = False, **overrides: Any):
+        """The MLE settings of every sequential model (``mle_loss``, early stopping); with
+        ``fresh_sasrec``, SASRec's from-scratch schedule (``sasrec_*``: warm-up + cosine)."""
         from agents.mle import MLEConfig
 
         c = self.config
@@ -193,6 +203,11 @@ class ModelZoo:
             epochs=c.mle_epochs, lr=c.lr, eval_every=c.eval_every, patience=c.patience,
             seed=self.seed, max_len=c.max_len, loss=c.mle_loss,
         )  # fmt: skip
+        if fresh_sasrec:
+            settings |= dict(
+                lr=c.sasrec_lr, batch_size=c.sasrec_batch_size, lr_schedule="cosine",
+                warmup_epochs=1.0, schedule_epochs=c.sasrec_schedule_epochs,
+            )  # fmt: skip
         return MLEConfig(**(settings | overrides))
 
     def adversarial_config(self, **overrides: Any):
@@ -276,8 +291,9 @@ def _mle(kind: str) -> Callable[[ModelZoo], Fitted]:
 
         policy = zoo.new_policy(kind)
         trainer = MLETrainer(
-            policy, zoo.split, zoo.mle_config(), device=zoo.device, progress=zoo.progress
-        )
+            policy, zoo.split, zoo.mle_config(fresh_sasrec=kind == "sasrec"),
+            device=zoo.device, progress=zoo.progress,
+        )  # fmt: skip
         result = trainer.fit()
         return policy, _mle_info(result), None
 
