@@ -152,3 +152,14 @@ def test_imitation_quick_runs_every_method_and_resumes(tmp_path, capsys):
     assert (tmp_path / "imitation_kl.png").stat().st_size > 1000  # the per-step KL curves
     assert imitation.main(["--quick", "--out", str(out)]) == 0  # finished cells are kept
     assert len(pd.read_csv(out)) == len(table)
+
+
+def test_reward_snr_quick_measures_every_reward_against_the_oracle(capsys):
+    reward_snr = load_script("reward_snr")
+    assert reward_snr.main(["--quick", "--threads", "1"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| 0 |")]  # fmt: skip
+    table = {name.strip(): (float(snr), float(cosine)) for _, name, snr, cosine in rows}
+    assert set(table) == {"oracle", "mfgan-logit", "mfgan-diff", "energy"}
+    assert table["oracle"][1] == 1.0  # the oracle's gradient against itself
+    assert all(-1.0 <= cosine <= 1.0 for _, cosine in table.values())
