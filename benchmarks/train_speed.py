@@ -3,13 +3,18 @@
 Each dataset runs in a fresh child process, so its peak resident memory (``ru_maxrss``) is its
 own. Per dataset the child measures:
 
-- SASRec MLE (``agents.experiments.zoo`` settings: d = 64, 2 blocks, ``max_len`` 50, Adam 1e-3,
-  batch 128,
-  validation every 2 epochs, patience 5) until early stopping or ``--max-epochs``: seconds per
-  epoch, seconds until the best validation NDCG@10 was reached, total seconds, that NDCG;
-- the baseline measured in the same process: the faster of two epochs of the same model with
-  the plainest possible loop (no validation, no gradient clipping, no bookkeeping) — the ratio
-  shows what recgym's trainer costs on top of the arithmetic;
+- SASRec MLE (``agents.experiments.zoo`` settings: d = 64, 2 blocks, ``max_len`` 50, fused CE,
+  batch 64, lr 2e-3 with 1 epoch of warm-up and a cosine to epoch 40, validation every 2
+  epochs, patience 5) for each ``--seeds`` seed until early stopping or ``--max-epochs``:
+  seconds per epoch, seconds until the best validation NDCG@10 was reached, total seconds,
+  that NDCG and the best weights' test full NDCG@10; ``--old-defaults`` adds the pre-issue-21
+  settings (dense CE, constant lr 1e-3, batch 128);
+- ``--reference-epochs N``: SASRec.pytorch (``benchmarks/reference``) with the same threads,
+  its training seconds to its best validation NDCG@10;
+- an epoch's FLOPs over its seconds (GFLOP/s) next to a dense matmul timed in the same process;
+- the baselines measured in the same process: the faster of two epochs of the same model with
+  the plainest possible loop (no validation, no gradient clipping, no bookkeeping), with the
+  dense and with the fused chunked CE;
 - MFGAN adversarial rounds (SASRec generator, multi-factor discriminator, rollouts of 256
   sessions × 5 steps, one g-step and one d-step per round): the median seconds per round;
 - peak resident memory (and, on CUDA, peak allocated GPU memory).
@@ -18,6 +23,8 @@ Usage::
 
     python benchmarks/train_speed.py --data ml-100k amazon-beauty --threads 2
     python benchmarks/train_speed.py --data ml-100k --device cuda
+    python benchmarks/train_speed.py --data ml-100k --threads 1 --rounds 0 --seeds 0 1 2 \
+        --old-defaults --reference-epochs 200 --reference-eval-every 5
 """
 
 from __future__ import annotations
