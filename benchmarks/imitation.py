@@ -38,7 +38,7 @@ full NDCG@10. Methods so far:
 Every adversarial run keeps its validation-best policy (the start competes, round 0); the row
 ``<method>@last`` scores its last-round policy too, and ``best_round`` says which was kept.
 
-    python benchmarks/imitation.py --quick          # CI smoke run (~1 min)
+    python benchmarks/imitation.py --quick          # CI smoke run (~90 s of one core)
     python benchmarks/imitation.py --seeds 0 1 2    # docs/results/imitation.csv
 
 Results (one row per method and seed, rewritten after every cell) go to ``--out``
@@ -112,9 +112,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="redraw <out stem>_kl.png, print the tables of --out")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.pg_updates, args.mle_epochs, args.n_users = args.seeds[:1], 20, 4, 128
-        args.pg_batch, args.rounds, args.wmle_steps, args.reward_epochs = 128, 2, 5, 1
-        args.adv_pg_steps, args.d_steps, args.ppo_updates = 2, 2, 10
+        args.seeds, args.pg_updates, args.mle_epochs, args.n_users = args.seeds[:1], 8, 4, 128
+        args.pg_batch, args.rounds, args.wmle_steps, args.reward_epochs = 64, 2, 5, 1
+        args.adv_pg_steps, args.d_steps, args.ppo_updates, args.horizon = 2, 2, 4, 5
     return args
 
 
