@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 RANKING_CSVS = {
-    "ml-100k": "MovieLens-100K (BCE), test full ranking",
-    "amazon-beauty": "Amazon Beauty, test full ranking",
-    "amazon-sports": "Amazon Sports, test full ranking",
+    "ml-100k": "MovieLens-100K (CE), test full ranking",
+    "amazon-beauty": "Amazon Beauty (BCE), test full ranking",
+    "amazon-sports": "Amazon Sports (BCE), test full ranking",
     "amazon-ce": "Amazon (full-softmax CE rows), test full ranking",
 }
 IMITATION_METRICS = (
