@@ -13,6 +13,7 @@ Usage::
     python benchmarks/reproduce.py --quick                       # CI smoke: synthetic, seconds
     python benchmarks/reproduce.py --data ml-100k --seeds 0 1 2  # the ML-100K table
     python benchmarks/reproduce.py --data amazon-beauty --models popularity sasrec --seeds 0
+    python benchmarks/reproduce.py --data sasrec:Beauty.txt?min_item_count=10 --models popularity
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data",
         nargs="+",
         default=["ml-100k"],
-        help="datasets: synthetic, ml-100k, amazon-beauty, amazon-sports, ...",
+        help="datasets: synthetic, ml-100k, amazon-beauty, amazon-sports, a path, or "
+        "sasrec:FILE[?min_item_count=10] (a file in SASRec's 'user item' pair format; a relative "
+        "FILE is looked up in the working directory, then under --data-dir)",
     )
     parser.add_argument("--data-dir", default=DEFAULT_DATA)
     parser.add_argument(

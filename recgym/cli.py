@@ -199,7 +199,8 @@ def _data_parsers(sub) -> list[argparse.ArgumentParser]:
         p.add_argument(
             *names,
             default="synthetic",
-            help="synthetic | ml-100k | ml-1m | amazon-beauty | amazon-sports | PATH",
+            help="synthetic | ml-100k | ml-1m | amazon-beauty | amazon-sports | PATH | "
+            "sasrec:FILE[?min_item_count=N] (SASRec's 'user item' pair format)",
             **extra,
         )
         p.add_argument("--data-dir", default=None, help="where the datasets live")

@@ -1,4 +1,4 @@
-"""Dataset loaders: MovieLens, S3-Rec Amazon, Steam catalogue, generic CSV/Parquet.
+"""Dataset loaders: MovieLens, S3-Rec Amazon, SASRec's pair files, Steam catalogue, CSV/Parquet.
 
 No data ships with recgym (the licences forbid redistribution). Loaders read local files
 (``$RECGYM_DATA_DIR``, or explicit paths); MovieLens can also be downloaded and MD5-checked.
@@ -15,6 +15,7 @@ from recgym.datasets.amazon import S3REC_SOURCE, load_s3rec, s3rec_files
 from recgym.datasets.download import default_cache_dir, download_file, extract_zip, file_digest
 from recgym.datasets.generic import SUPPORTED_SUFFIXES, load_interactions, table_format
 from recgym.datasets.movielens import load_movielens_1m, load_movielens_100k
+from recgym.datasets.sasrec import SPEC_PREFIX, load_sasrec, load_sasrec_spec, write_sasrec
 from recgym.datasets.steam import load_steam_catalogue
 from recgym.errors import DataError, DatasetNotFoundError
 
@@ -29,7 +30,9 @@ __all__ = [
     "load_movielens_100k",
     "load_movielens_1m",
     "load_s3rec",
+    "load_sasrec",
     "load_steam_catalogue",
+    "write_sasrec",
 ]
 
 _S3REC_DIR = "s3rec-amazon"
@@ -54,7 +57,10 @@ def load_dataset(
     with no ``data_dir`` the MovieLens loaders search ``$RECGYM_DATA_DIR`` and the cache),
     ``"amazon-beauty"``, ``"amazon-sports"`` (S3-Rec files under ``<data_dir>/s3rec-amazon``).
     A path may be a directory in one of those layouts or a ``.csv``/``.tsv``/``.parquet``
-    interaction file (columns ``user``, ``item``, ``timestamp``).
+    interaction file (columns ``user``, ``item``, ``timestamp``). ``"sasrec:<path>"`` loads a
+    file in SASRec's ``user item`` pair format (:func:`load_sasrec`; a relative path is looked
+    up in the working directory, then under ``data_dir``); ``"sasrec:<path>?min_item_count=10"``
+    applies SAO's item filter (no published checksums: ``verify`` does not apply).
 
     Args:
         name_or_path: a name from :data:`DATASET_NAMES` or a path.
@@ -70,6 +76,8 @@ def load_dataset(
     """
     if isinstance(name_or_path, str) and name_or_path in DATASET_NAMES:
         return _load_named(name_or_path, data_dir=data_dir, download=download, verify=verify)
+    if isinstance(name_or_path, str) and name_or_path.startswith(SPEC_PREFIX):
+        return load_sasrec_spec(name_or_path, data_dir=data_dir)
     path = Path(name_or_path).expanduser()
     if path.exists():
         return _load_path(path, verify=verify)
@@ -77,7 +85,8 @@ def load_dataset(
     if isinstance(name_or_path, str) and os.sep not in text and not Path(text).suffix:
         raise ValueError(
             f"unknown dataset {text!r}; valid names are {list(DATASET_NAMES)}, or pass the path "
-            f"of a dataset directory or of a {list(SUPPORTED_SUFFIXES)} interaction file"
+            f"of a dataset directory or of a {list(SUPPORTED_SUFFIXES)} interaction file, or "
+            f"'{SPEC_PREFIX}<path>' for a file in SASRec's 'user item' pair format"
         )
     raise DatasetNotFoundError(f"dataset path does not exist: {path}")
 
@@ -102,9 +111,11 @@ def _load_named(
 def _load_path(path: Path, *, verify: bool) -> SequenceDataset:
     if path.is_file():
         if table_format(path) is None:
+            hint = (f"; for SASRec's 'user item' pair format pass '{SPEC_PREFIX}{path}'"
+                    if path.suffix.lower() == ".txt" else "")  # fmt: skip
             raise ValueError(
                 f"cannot load {path.name!r}: expected a dataset directory or a "
-                f"{list(SUPPORTED_SUFFIXES)} interaction file"
+                f"{list(SUPPORTED_SUFFIXES)} interaction file{hint}"
             )
         return load_interactions(path)
     if (path / "u.data").is_file() and (path / "u.item").is_file():
