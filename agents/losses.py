@@ -41,26 +41,31 @@ class _ChunkedCE(torch.autograd.Function):
     ``targets - 1``; gradients computed chunk by chunk in the forward pass."""
 
     @staticmethod
-    def forward(ctx, states, table, targets, weights, chunk_size: int):  # noqa: ANN001
+    def forward(ctx, states, table, targets, weights, chunk_size: int, matmul_dtype):  # noqa: ANN001
         classes = table[1:]  # the padding row is never a class and gets no gradient
         n = states.shape[0]
         needs = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_states = torch.empty_like(states) if needs else None
         grad_classes = torch.zeros_like(classes) if needs else None
+        # the matmuls may run in bfloat16 (fp32 accumulation); softmax and sums stay fp32
+        low = classes.to(matmul_dtype)
         total = states.new_zeros(())
         for lo in range(0, n, chunk_size):
             s, y = states[lo : lo + chunk_size], targets[lo : lo + chunk_size] - 1
-            logits = s @ classes.T
-            lse = torch.logsumexp(logits, dim=1)
-            nll = lse - logits.gather(1, y[:, None]).squeeze(1)
+            s_low = s.to(matmul_dtype)
+            # one log-softmax pass and one exp pass: fewer sweeps over the (rows, n_items)
+            # buffer than logsumexp followed by exp(logits - lse)
+            log_p = torch.log_softmax((s_low @ low.T).float(), dim=1)
+            nll = -log_p.gather(1, y[:, None]).squeeze(1)
             w = None if weights is None else weights[lo : lo + chunk_size]
             total += nll.sum() if w is None else (nll * w).sum()
             if needs:  # d nll / d logits = softmax - onehot, scaled by the row weight / n
-                grad = logits.sub_(lse[:, None]).exp_()
+                grad = log_p.exp_()
                 grad.scatter_add_(1, y[:, None], grad.new_full((len(y), 1), -1.0))
                 grad.mul_(1.0 / n if w is None else (w / n)[:, None])
-                grad_states[lo : lo + chunk_size] = grad @ classes
-                grad_classes.addmm_(grad.T, s)
+                grad = grad.to(matmul_dtype)
+                grad_states[lo : lo + chunk_size] = grad @ low
+                grad_classes.add_(grad.T @ s_low)
         ctx.save_for_backward(grad_states, grad_classes)
         return total / n
 
@@ -72,7 +77,7 @@ class _ChunkedCE(torch.autograd.Function):
             d_states = grad_states * grad_output
         if ctx.needs_input_grad[1]:
             d_table = F.pad(grad_classes * grad_output, (0, 0, 1, 0))  # row 0: zero
-        return d_states, d_table, None, None, None
+        return d_states, d_table, None, None, None, None
 
 
 def chunked_cross_entropy(
@@ -82,6 +87,7 @@ def chunked_cross_entropy(
     *,
     weights: Tensor | None = None,
     chunk_size: int = 1024,
+    matmul_dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Mean softmax cross-entropy of ``states @ table.T`` over classes ``1..n_items``.
 
@@ -96,7 +102,15 @@ def chunked_cross_entropy(
         targets: ``(M,)`` int64 ids in ``1..n_items``.
         weights: optional ``(M,)`` per-row weights.
         chunk_size: rows per chunk (``>= 1``).
+        matmul_dtype: dtype of the three matmuls per chunk (logits, both gradients):
+            ``torch.bfloat16`` runs them 2-4x faster on CPUs with AVX512-BF16/AMX and on GPUs
+            (fp32 accumulation; logits rounded to bf16's 8-bit mantissa before an fp32
+            softmax); the default ``torch.float32`` is the dense loss to float rounding.
     """
+    if matmul_dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(
+            f"matmul_dtype must be torch.float32 or torch.bfloat16; got {matmul_dtype!r}"
+        )
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an int >= 1; got {chunk_size!r}")
     if states.ndim != 2 or table.ndim != 2 or states.shape[1] != table.shape[1]:
@@ -108,7 +122,7 @@ def chunked_cross_entropy(
         return (states.sum() + table.sum()) * 0.0 / 0.0  # the dense loss of no rows: NaN
     if weights is not None:
         weights = weights.to(states.dtype)
-    return _ChunkedCE.apply(states, table, targets, weights, chunk_size)
+    return _ChunkedCE.apply(states, table, targets, weights, chunk_size, matmul_dtype)
 
 
 def sequence_loss(
@@ -122,6 +136,7 @@ def sequence_loss(
     where: tuple[str, ...] = ("input", "output"),
     weights: Tensor | None = None,
     chunk_size: int | None = None,
+    matmul_dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Mean all-position next-item loss of a batch of windows.
 
@@ -141,6 +156,8 @@ def sequence_loss(
             stays over target positions, so all-ones weights give the unweighted loss.
         chunk_size: ``"ce"`` only: ``None`` = dense logits; an int = :func:`chunked_cross_entropy`
             with that many rows per chunk (the same loss, never the whole logit matrix).
+        matmul_dtype: the chunked CE's matmul dtype (``torch.bfloat16``: faster, rounded
+            logits; see :func:`chunked_cross_entropy`).
     """
     d_in, d_out = split_delta(delta, where)
     valid = targets > 0
@@ -155,8 +172,9 @@ def sequence_loss(
     table = policy.item_table(d_out)
     if loss == "ce" and chunk_size is not None:
         return chunked_cross_entropy(
-            states, table, targets[valid], weights=row_weights, chunk_size=chunk_size
-        )
+            states, table, targets[valid], weights=row_weights, chunk_size=chunk_size,
+            matmul_dtype=matmul_dtype,
+        )  # fmt: skip
     if loss == "ce":
         logits = states @ table.T
         logits[:, 0] = float("-inf")  # padding is never a class (and row 0 gets no gradient)
