@@ -55,7 +55,7 @@ class _ChunkedCE(torch.autograd.Function):
             s_low = s.to(matmul_dtype)
             # one log-softmax pass and one exp pass: fewer sweeps over the (rows, n_items)
             # buffer than logsumexp followed by exp(logits - lse)
-            log_p = torch.log_softmax((s_low @ low.T).float(), dim=1)
+            log_p = torch.log_softmax((s_low @ low.T).to(states.dtype), dim=1)
             nll = -log_p.gather(1, y[:, None]).squeeze(1)
             w = None if weights is None else weights[lo : lo + chunk_size]
             total += nll.sum() if w is None else (nll * w).sum()
@@ -87,7 +87,7 @@ def chunked_cross_entropy(
     *,
     weights: Tensor | None = None,
     chunk_size: int = 1024,
-    matmul_dtype: torch.dtype = torch.float32,
+    matmul_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Mean softmax cross-entropy of ``states @ table.T`` over classes ``1..n_items``.
 
@@ -105,11 +105,12 @@ def chunked_cross_entropy(
         matmul_dtype: dtype of the three matmuls per chunk (logits, both gradients):
             ``torch.bfloat16`` runs them 2-4x faster on CPUs with AVX512-BF16/AMX and on GPUs
             (fp32 accumulation; logits rounded to bf16's 8-bit mantissa before an fp32
-            softmax); the default ``torch.float32`` is the dense loss to float rounding.
+            softmax); the default ``None`` (the states' dtype) is the dense loss to rounding.
     """
-    if matmul_dtype not in (torch.float32, torch.bfloat16):
+    matmul_dtype = states.dtype if matmul_dtype is None else matmul_dtype
+    if matmul_dtype not in (torch.float32, torch.float64, torch.bfloat16):
         raise ValueError(
-            f"matmul_dtype must be torch.float32 or torch.bfloat16; got {matmul_dtype!r}"
+            f"matmul_dtype must be None, torch.float32, float64 or bfloat16; got {matmul_dtype!r}"
         )
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an int >= 1; got {chunk_size!r}")
@@ -136,7 +137,7 @@ def sequence_loss(
     where: tuple[str, ...] = ("input", "output"),
     weights: Tensor | None = None,
     chunk_size: int | None = None,
-    matmul_dtype: torch.dtype = torch.float32,
+    matmul_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Mean all-position next-item loss of a batch of windows.
 

@@ -110,3 +110,29 @@ def test_trainer_follows_the_schedule_per_step():
     assert seen[-1] == pytest.approx(0.0, abs=1e-12)  # the cosine reaches 0 at `epochs`
     assert all(b <= a for a, b in zip(seen[per_epoch:], seen[per_epoch + 1 :], strict=False))
     assert math.isfinite(trainer.validate()["eval/NDCG@10"])
+
+
+def test_chunked_ce_in_bfloat16_is_close_to_float32():
+    g = torch.Generator().manual_seed(3)
+    states = torch.randn(300, 32, generator=g, requires_grad=True)
+    table = torch.randn(501, 32, generator=g, requires_grad=True)
+    targets = torch.randint(1, 501, (300,), generator=g)
+    exact = chunked_cross_entropy(states, table, targets, chunk_size=64)
+    low = chunked_cross_entropy(states, table, targets, chunk_size=64, matmul_dtype=torch.bfloat16)
+    assert low.dtype == torch.float32
+    assert abs(float((low - exact).detach())) < 0.02 * float(exact.detach())  # bf16's 8-bit mantissa in the logits
+    grads = torch.autograd.grad(exact, (states, table)), torch.autograd.grad(low, (states, table))
+    for a, b in zip(*grads, strict=True):
+        assert a.dtype == b.dtype == torch.float32
+        assert F.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
+    with pytest.raises(ValueError, match="matmul_dtype must be"):
+        chunked_cross_entropy(states, table, targets, matmul_dtype=torch.float16)
+
+
+def test_mle_config_rejects_unknown_speed_settings():
+    with pytest.raises(ValueError, match="loss_dtype must be one of"):
+        MLEConfig(loss_dtype="float16")
+    with pytest.raises(ValueError, match="batching must be one of"):
+        MLEConfig(batching="sorted")
+    with pytest.raises(TypeError, match="trim_padding must be a bool"):
+        MLEConfig(trim_padding=1)
