@@ -120,7 +120,8 @@ def test_chunked_ce_in_bfloat16_is_close_to_float32():
     exact = chunked_cross_entropy(states, table, targets, chunk_size=64)
     low = chunked_cross_entropy(states, table, targets, chunk_size=64, matmul_dtype=torch.bfloat16)
     assert low.dtype == torch.float32
-    assert abs(float((low - exact).detach())) < 0.02 * float(exact.detach())  # bf16's 8-bit mantissa in the logits
+    # bf16's 8-bit mantissa in the logits
+    assert abs(float((low - exact).detach())) < 0.02 * float(exact.detach())
     grads = torch.autograd.grad(exact, (states, table)), torch.autograd.grad(low, (states, table))
     for a, b in zip(*grads, strict=True):
         assert a.dtype == b.dtype == torch.float32
