@@ -1,8 +1,13 @@
 """Model selection shared by every trainer: validation ranking and best-weights bookkeeping.
 
 ``MLETrainer``, ``BPRTrainer``/``APRTrainer``, ``ACVAETrainer`` and ``AdversarialTrainer`` all
-select on validation NDCG@10 under full ranking; they use these two pieces so that "best" means
+select on validation NDCG@10 under full ranking; they use these pieces so that "best" means
 the same thing everywhere.
+
+Selection and stopping are separate: the weights kept are always those of the raw best
+validation NDCG@10, while *when to stop* may be decided on a smoothed curve and only after a
+minimum number of epochs (:class:`BestWeights`' ``min_epochs`` and ``smoothing``; the configs'
+``min_epochs`` / ``stop_smoothing``, checked by :func:`check_stopping`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from recgym._checks import check_int
 from recgym.evaluation import evaluate
 from recgym.splits import Split
 
@@ -56,45 +62,94 @@ class TrainingResult:
     stopped_early: bool = False
 
 
+def check_stopping(config: Any) -> None:
+    """Raise a ``ValueError`` unless ``config.min_epochs`` is an int >= 0 and
+    ``config.stop_smoothing`` an int >= 1 (the fields :meth:`BestWeights.for_config` reads)."""
+    check_int(config, "min_epochs", 0)
+    check_int(config, "stop_smoothing", 1)
+
+
 class BestWeights:
-    """The best validation NDCG@10 seen, its epoch, metrics and a copy of the weights.
+    """The best validation NDCG@10 seen, its epoch, metrics and a copy of the weights; and the
+    stopping rule.
+
+    **Selection** is always on the raw values: the weights kept are those of the evaluation
+    with the highest validation NDCG@10, from the first evaluation on. **Stopping** is decided
+    on the trailing mean of the last ``smoothing`` values (fewer at the start): :meth:`update`
+    says stop once ``patience`` evaluations at epochs ``>= min_epochs`` have passed since that
+    mean last reached a new high. With the defaults (``min_epochs=0, smoothing=1``) this is
+    the plain rule "stop after ``patience`` evaluations without a better NDCG@10".
+
+    Why a trailing mean of ``k`` values rather than an exponential moving average: ``k`` is
+    counted in evaluations like ``patience``, ``k = 1`` is exactly the raw rule, a single noisy
+    dip or spike moves the mean by ``1/k`` and is forgotten after ``k`` evaluations (an EMA
+    never forgets it entirely, and its factor has no unit a user can reason with), and the
+    state to resume is just the last ``k`` values. The cost: a sustained decline is seen about
+    ``(k - 1) / 2`` evaluations later than by the raw rule.
 
     Args:
-        patience: evaluations without improvement after which :meth:`update` says stop.
+        patience: evaluations without a new high of the (smoothed) NDCG@10 before stopping.
+        min_epochs: evaluations at earlier epochs never use up patience, so :meth:`update`
+            cannot say stop before epoch ``min_epochs + (patience - 1) * eval_every``; the
+            best weights are still tracked from the start. For a warm-up + decay schedule
+            whose high-learning-rate phase gives noisy, early bests.
+        smoothing: the ``k`` of the trailing mean (``1`` = the raw values).
     """
 
-    def __init__(self, *, patience: int) -> None:
-        self.patience, self.stale = patience, 0
-        self.score, self.epoch = -math.inf, 0
+    def __init__(self, *, patience: int, min_epochs: int = 0, smoothing: int = 1) -> None:
+        self.patience, self.min_epochs, self.smoothing = patience, min_epochs, smoothing
+        self.stale, self.score, self.epoch = 0, -math.inf, 0
         self.metrics: dict[str, float] = {}
         self.state: dict[str, Tensor] | None = None
+        self.recent: list[float] = []  # the last `smoothing` validation NDCG@10 values
+        self.smoothed_best = -math.inf
+
+    @classmethod
+    def for_config(cls, config: Any) -> BestWeights:
+        """From a trainer config's ``patience`` and, when it has them, ``min_epochs`` and
+        ``stop_smoothing`` (otherwise the plain rule)."""
+        return cls(
+            patience=config.patience, min_epochs=getattr(config, "min_epochs", 0),
+            smoothing=getattr(config, "stop_smoothing", 1),
+        )  # fmt: skip
 
     def update(self, row: dict, model: nn.Module, path: Path | None = None) -> bool:
         """Record an evaluated ``row`` (``epoch``, ``eval/...``); True when patience ran out.
 
-        On improvement the weights are copied (and written with ``model.save(path)`` when a
-        path is given).
+        On a new raw best the weights are copied (and written with ``model.save(path)`` when
+        a path is given).
         """
-        if row["eval/NDCG@10"] > self.score:
-            self.score, self.epoch, self.stale = row["eval/NDCG@10"], row["epoch"], 0
+        value = row["eval/NDCG@10"]
+        if value > self.score:
+            self.score, self.epoch = value, row["epoch"]
             self.metrics = {k: float(v) for k, v in row.items() if k.startswith("eval/")}
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if path is not None:
                 model.save(path)
-            return False
-        self.stale += 1
+        return self._out_of_patience(float(value), int(row["epoch"]))
+
+    def _out_of_patience(self, value: float, epoch: int) -> bool:
+        self.recent = [*self.recent, value][-self.smoothing :]
+        smoothed = sum(self.recent) / len(self.recent)
+        if smoothed > self.smoothed_best:
+            self.smoothed_best, self.stale = smoothed, 0
+        elif epoch >= self.min_epochs:
+            self.stale += 1
         return self.stale >= self.patience
 
     def state_dict(self) -> dict[str, Any]:
         """The bookkeeping and best weights (``weights_only``-loadable), for resuming a run."""
         return {"stale": self.stale, "score": self.score, "epoch": self.epoch,
-                "metrics": dict(self.metrics), "state": self.state}  # fmt: skip
+                "metrics": dict(self.metrics), "state": self.state,
+                "recent": list(self.recent), "smoothed_best": self.smoothed_best}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict` (one written before smoothing existed, too: it was raw)."""
         self.stale, self.score = int(state["stale"]), float(state["score"])
         self.epoch, self.metrics = int(state["epoch"]), dict(state["metrics"])
         self.state = state["state"]
+        self.recent = [float(v) for v in state.get("recent", [])]
+        self.smoothed_best = float(state.get("smoothed_best", self.score))
 
     def restore(self, model: nn.Module) -> None:
         """Load the best weights into ``model`` (no-op if nothing was evaluated)."""

@@ -9,8 +9,9 @@ next-item target. Two losses:
 
 After every ``eval_every`` epochs the policy is ranked on the split's validation targets under
 the full-ranking protocol of :func:`recgym.evaluate`; training stops when validation NDCG@10
-has not improved for ``patience`` evaluations and the best weights are restored (they are also
-written atomically to ``checkpoint_path`` when given). An optional
+has not improved for ``patience`` evaluations (counted from ``min_epochs`` on, optionally on a
+trailing mean: :class:`~agents.early_stopping.BestWeights`) and the best weights are restored
+(they are also written atomically to ``checkpoint_path`` when given). An optional
 :class:`~agents.perturbation.PerturbationConfig` turns the objective into APR / SAO adversarial
 training. Batch order, negatives and dropout all follow ``config.seed``; the global torch RNG is
 forked, so the caller's random stream is left untouched.
@@ -31,7 +32,7 @@ from torch import Tensor
 from agents import distributed as ddp
 from agents.distributed.mle import DistributedMLEMixin
 from agents.distributed.training import own_rank_state
-from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
+from agents.early_stopping import BestWeights, TrainingResult, check_stopping, validation_metrics
 from agents.losses import LOSSES, sample_negatives, sequence_loss
 from agents.perturbation import PerturbationConfig, adversarial_loss
 from agents.policy import SequencePolicy
@@ -59,6 +60,13 @@ class MLEConfig:
         loss: ``"ce"`` (full softmax) or ``"bce"`` (one sampled negative per position).
         eval_every: epochs between validation rankings (the last epoch is always evaluated).
         patience: evaluations without a better validation NDCG@10 before stopping.
+        min_epochs: evaluations before this epoch never use up patience (the best is still
+            tracked from the start): no early stop before ``min_epochs + (patience - 1) *
+            eval_every``. For a warm-up + cosine schedule, whose high-lr phase gives early,
+            noisy bests (issue 21); ``0`` = count from the start.
+        stop_smoothing: patience counts evaluations since the trailing mean of the last this
+            many validation NDCG@10 values reached a new high (``1`` = the raw values; for a
+            noisy curve such as BCE's). The weights kept are still the raw best's.
         eval_batch_size: targets ranked at once during validation.
         max_len: window length; ``None`` = the policy's ``max_len``.
         seed: seeds the batch order, the negatives and dropout.
@@ -85,6 +93,8 @@ class MLEConfig:
     loss: str = "ce"
     eval_every: int = 1
     patience: int = 5
+    min_epochs: int = 0
+    stop_smoothing: int = 1
     eval_batch_size: int = 1024
     max_len: int | None = None
     seed: int = 0
@@ -102,6 +112,7 @@ class MLEConfig:
         if self.max_len is not None:
             check_int(self, "max_len", 1)
         check_int(self, "seed", 0)
+        check_stopping(self)
         check_float(self, "lr", positive=True)
         check_float(self, "weight_decay")
         if self.loss not in LOSSES:
@@ -232,7 +243,7 @@ class MLETrainer(DistributedMLEMixin):
         order = torch.Generator().manual_seed(cfg.seed)
         negative_seed = ddp.rank_seed(cfg.seed + 1) if self.distributed else cfg.seed + 1
         negatives = torch.Generator(device=self.device).manual_seed(negative_seed)
-        best = BestWeights(patience=cfg.patience)
+        best = BestWeights.for_config(cfg)
         rows, first, elapsed, done = self._resume(order, negatives, best)
         start = time.perf_counter() - elapsed
         if first == 1 and cfg.evaluate_start:
@@ -349,7 +360,8 @@ class MLETrainer(DistributedMLEMixin):
         if not isinstance(state, dict) or state.get("format") != MLE_STATE_FORMAT:
             raise RecGymError(f"{str(self.state_path)!r} is not an MLE training state")
         saved, now = state["config"], config_to_dict(self.config)
-        changed = sorted(k for k in now if saved.get(k) != now[k])
+        default = config_to_dict(MLEConfig())  # a field newer than the state: its default
+        changed = sorted(k for k in now if saved.get(k, default[k]) != now[k])
         if changed:
             raise ValueError(
                 f"cannot resume {str(self.state_path)!r} with another MLEConfig (changed: "

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from agents.baselines.mf import BPRMFRecommender, NegativeSampler, training_pairs
-from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
+from agents.early_stopping import BestWeights, TrainingResult, check_stopping, validation_metrics
 from recgym._checks import check_float, check_int
 from recgym._progress import metric_postfix, progress_bar
 from recgym.device import resolve_device
@@ -45,6 +45,10 @@ class BPRConfig:
         reg: L2 weight on the full embedding tables (0).
         eval_every: epochs between validation rankings (the last epoch is always evaluated).
         patience: evaluations without a better validation NDCG@10 before stopping.
+        min_epochs: evaluations before this epoch never use up patience (as
+            ``MLEConfig.min_epochs``; :class:`~agents.early_stopping.BestWeights`).
+        stop_smoothing: count patience on the trailing mean of this many validation values
+            (as ``MLEConfig.stop_smoothing``; ``1`` = raw; the weights kept are the raw best's).
         eval_batch_size: validation targets ranked at once.
         seed: seeds the pair order and the negatives.
     """
@@ -55,6 +59,8 @@ class BPRConfig:
     reg: float = 0.0
     eval_every: int = 5
     patience: int = 10
+    min_epochs: int = 0
+    stop_smoothing: int = 1
     eval_batch_size: int = 1024
     seed: int = 0
 
@@ -62,6 +68,7 @@ class BPRConfig:
         for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
             check_int(self, name, 1)
         check_int(self, "seed", 0)
+        check_stopping(self)
         check_float(self, "lr", positive=True)
         check_float(self, "reg")
 
@@ -149,7 +156,7 @@ class BPRTrainer:
         sampler = NegativeSampler(users, items, self.model.n_items)
         order = torch.Generator().manual_seed(cfg.seed)
         negatives = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        best = BestWeights(patience=cfg.patience)
+        best = BestWeights.for_config(cfg)
         rows = []
         with progress_bar(total=cfg.epochs, desc=self.prefix, enabled=self.progress) as bar:
             for epoch in range(1, cfg.epochs + 1):

@@ -51,6 +51,9 @@ class ZooConfig:
             about half the epochs of constant 1e-3 at batch 128, at the same NDCG).
         sasrec_batch_size: windows per SASRec MLE step.
         sasrec_schedule_epochs: the cosine's length in epochs.
+        sasrec_min_epochs: SASRec MLE's ``MLEConfig.min_epochs``: validations before this epoch
+            never use up patience, so training outlasts the high-lr phase (issue 22; ``0`` =
+            off; docs/benchmarks.md "stopping that covers the schedule").
         eval_every: epochs (or adversarial rounds) between validation rankings.
         patience: validation rankings without improvement before stopping.
         sao_epochs: maximum SAO fine-tuning epochs from SASRec MLE.
@@ -70,6 +73,7 @@ class ZooConfig:
     sasrec_lr: float = 2e-3
     sasrec_batch_size: int = 64
     sasrec_schedule_epochs: int = 40
+    sasrec_min_epochs: int = 20
     eval_every: int = 2
     patience: int = 5
     sao_epochs: int = 10
@@ -91,8 +95,9 @@ class ZooConfig:
                 ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
                 expected = "a float > 0"
             else:
-                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-                expected = "an int >= 1"
+                low = 0 if item.name == "sasrec_min_epochs" else 1
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+                expected = f"an int >= {low}"
             if not ok:
                 raise ValueError(f"ZooConfig.{item.name} must be {expected}; got {value!r}")
 
@@ -195,7 +200,8 @@ class ModelZoo:
     # ------------------------------------------------------------------ shared settings
     def mle_config(self, *, fresh_sasrec: bool = False, **overrides: Any):
         """The MLE settings of every sequential model (``mle_loss``, early stopping); with
-        ``fresh_sasrec``, SASRec's from-scratch schedule (``sasrec_*``: warm-up + cosine)."""
+        ``fresh_sasrec``, SASRec's from-scratch schedule (``sasrec_*``: warm-up + cosine, and
+        no stop before it has decayed)."""
         from agents.mle import MLEConfig
 
         c = self.config
@@ -207,6 +213,7 @@ class ModelZoo:
             settings |= dict(
                 lr=c.sasrec_lr, batch_size=c.sasrec_batch_size, lr_schedule="cosine",
                 warmup_epochs=1.0, schedule_epochs=c.sasrec_schedule_epochs,
+                min_epochs=c.sasrec_min_epochs,
             )  # fmt: skip
         return MLEConfig(**(settings | overrides))
 
@@ -254,13 +261,8 @@ def _bpr(zoo: ModelZoo) -> Fitted:
 
     model = BPRMFRecommender.for_split(zoo.split, dim=zoo.config.dim, seed=zoo.seed)
     config = BPRConfig(epochs=zoo.config.mf_epochs, seed=zoo.seed, patience=_mf_patience(zoo))
-    return (
-        model,
-        _mle_info(
-            BPRTrainer(model, zoo.split, config, device=zoo.device, progress=zoo.progress).fit()
-        ),
-        None,
-    )
+    trainer = BPRTrainer(model, zoo.split, config, device=zoo.device, progress=zoo.progress)
+    return model, _mle_info(trainer.fit()), None
 
 
 def _apr(zoo: ModelZoo) -> Fitted:
@@ -270,13 +272,8 @@ def _apr(zoo: ModelZoo) -> Fitted:
     config = APRConfig(
         epochs=zoo.config.apr_epochs, seed=zoo.seed, patience=_mf_patience(zoo), eps=0.5, lam=1.0
     )
-    return (
-        model,
-        _mle_info(
-            APRTrainer(model, zoo.split, config, device=zoo.device, progress=zoo.progress).fit()
-        ),
-        "bpr-mf",
-    )
+    trainer = APRTrainer(model, zoo.split, config, device=zoo.device, progress=zoo.progress)
+    return model, _mle_info(trainer.fit()), "bpr-mf"
 
 
 def _mf_patience(zoo: ModelZoo) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from agents.mle import MLEConfig, MLETrainer, sample_negatives, sequence_loss
 from agents.sasrec import SASRecConfig, SASRecPolicy
 from agents.sequences import minibatches, training_windows
 from recgym import SequenceDataset, SyntheticConfig, leave_one_out, make_synthetic
+from recgym._torch_io import atomic_torch_save, read_weights_only
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +210,104 @@ def test_evaluate_start_lets_the_starting_weights_win(synthetic_split, monkeypat
     assert torch.equal(policy.item_embedding.weight, start)
 
 
+# --------------------------------------------------------------------------- stopping rules
+# A rising curve with one noisy dip at epoch 4, a new best at 6, then a sustained plateau.
+CURVE = [0.10, 0.20, 0.30, 0.25, 0.295, 0.33, 0.30, 0.30, 0.30, 0.30, 0.30, 0.30]
+
+
+class Killed(Exception):
+    """A run killed before its epoch's state was saved."""
+
+
+def script_validation(monkeypatch, curve, *, start=0, fail_at=None):
+    """Make ``MLETrainer.validate`` return ``curve`` in order (from call ``start``), raise on
+    call ``fail_at`` (a kill before that epoch's state was saved); record the weights."""
+    calls, snapshots = {"n": start}, {}
+
+    def fake_validate(self):
+        calls["n"] += 1
+        if calls["n"] == fail_at:
+            raise Killed
+        snapshots[calls["n"]] = self.policy.item_embedding.weight.detach().clone()
+        return {"eval/NDCG@10": curve[calls["n"] - 1], "eval/HR@10": 0.5}
+
+    monkeypatch.setattr(mle_module.MLETrainer, "validate", fake_validate)
+    return snapshots
+
+
+def test_min_epochs_prevents_an_early_stop(synthetic_split, monkeypatch):
+    curve = [0.30, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10]
+    script_validation(monkeypatch, curve)
+    plain = MLETrainer(small_sasrec(), synthetic_split, MLEConfig(epochs=8, patience=2)).fit()
+    assert plain.stopped_early and plain.history["epoch"].max() == 3
+    script_validation(monkeypatch, curve)
+    config = MLEConfig(epochs=8, patience=2, min_epochs=5)
+    result = MLETrainer(small_sasrec(), synthetic_split, config).fit()
+    # evaluations at epochs 2-4 use no patience; 5 and 6 use it up: stop at 5 + (2 - 1) * 1
+    assert result.stopped_early and result.history["epoch"].max() == 6
+    assert result.best_epoch == 1  # the best is still tracked from the start
+
+
+def test_min_epochs_lets_a_late_best_win(synthetic_split, monkeypatch):
+    script_validation(monkeypatch, [0.30, 0.10, 0.10, 0.10, 0.40, 0.10])
+    config = MLEConfig(epochs=6, patience=2, min_epochs=4)
+    result = MLETrainer(small_sasrec(), synthetic_split, config).fit()
+    assert result.best_epoch == 5 and not result.stopped_early
+
+
+def test_smoothing_ignores_a_dip_stops_on_a_plateau_and_selects_the_raw_best(
+    synthetic_split, monkeypatch
+):
+    script_validation(monkeypatch, CURVE)
+    raw = MLETrainer(small_sasrec(), synthetic_split, MLEConfig(epochs=12, patience=2)).fit()
+    assert raw.history["epoch"].max() == 5 and raw.best_epoch == 3  # the dip stopped it
+    snapshots = script_validation(monkeypatch, CURVE)
+    policy = small_sasrec()
+    config = MLEConfig(epochs=12, patience=2, stop_smoothing=3)
+    result = MLETrainer(policy, synthetic_split, config).fit()
+    # trailing means of 3 rise through epoch 8 (0.31), then two plateau means of 0.30
+    assert result.stopped_early and result.history["epoch"].max() == 10
+    assert result.best_epoch == 6 and result.best_metrics["eval/NDCG@10"] == 0.33
+    assert torch.equal(policy.item_embedding.weight, snapshots[6])
+
+
+def test_the_smoothing_window_survives_a_resume(synthetic_split, monkeypatch, tmp_path):
+    config = MLEConfig(epochs=12, patience=2, stop_smoothing=3, min_epochs=2)
+    script_validation(monkeypatch, CURVE)
+    straight = small_sasrec()
+    killed = copy.deepcopy(straight)
+    expected = MLETrainer(straight, synthetic_split, config).fit()
+    state = tmp_path / "state.pt"
+    script_validation(monkeypatch, CURVE, fail_at=6)
+    with pytest.raises(Killed):
+        MLETrainer(killed, synthetic_split, config, state_path=state).fit()
+    # a window lost on resume would stop at epoch 8 (the mean of [0.33] alone is a new high)
+    script_validation(monkeypatch, CURVE, start=5)
+    result = MLETrainer(killed, synthetic_split, config, state_path=state).fit()
+    assert result.history["epoch"].tolist() == expected.history["epoch"].tolist()
+    assert result.best_epoch == expected.best_epoch == 6
+    assert torch.equal(killed.item_embedding.weight, straight.item_embedding.weight)
+
+
+def test_a_state_from_before_the_stopping_fields_resumes(synthetic_split, monkeypatch, tmp_path):
+    script_validation(monkeypatch, CURVE, fail_at=3)
+    state_path, config = tmp_path / "state.pt", MLEConfig(epochs=4)
+    with pytest.raises(Killed):
+        MLETrainer(small_sasrec(), synthetic_split, config, state_path=state_path).fit()
+    state = read_weights_only(state_path)
+    for key in ("min_epochs", "stop_smoothing"):
+        del state["config"][key]
+    for key in ("recent", "smoothed_best"):
+        del state["best"][key]
+    atomic_torch_save(state, state_path)  # with its digest, as the trainer writes it
+    script_validation(monkeypatch, CURVE, start=2)
+    result = MLETrainer(small_sasrec(), synthetic_split, config, state_path=state_path).fit()
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4] and result.best_epoch == 3
+    with pytest.raises(ValueError, match=r"changed: \['stop_smoothing'\]"):
+        changed = MLEConfig(epochs=4, stop_smoothing=2)
+        MLETrainer(small_sasrec(), synthetic_split, changed, state_path=state_path).fit()
+
+
 def test_eval_every_and_tensorboard(synthetic_split, tmp_path):
     config = MLEConfig(epochs=3, eval_every=2)
     result = MLETrainer(small_sasrec(), synthetic_split, config, log_dir=tmp_path / "tb").fit()
@@ -223,6 +324,9 @@ def test_eval_every_and_tensorboard(synthetic_split, tmp_path):
         ({"lr": 0.0}, "lr"),
         ({"max_grad_norm": -1.0}, "max_grad_norm"),
         ({"max_len": 0}, "max_len"),
+        ({"min_epochs": -1}, "MLEConfig.min_epochs must be an int >= 0; got -1"),
+        ({"min_epochs": 2.5}, "min_epochs"),
+        ({"stop_smoothing": 0}, "MLEConfig.stop_smoothing must be an int >= 1; got 0"),
     ],
 )
 def test_config_errors(kwargs, match):

@@ -206,6 +206,8 @@ def test_save_load_round_trip_and_mismatched_files(tmp_path):
         ("reg", -1.0),
         ("eval_every", True),
         ("patience", 0),
+        ("min_epochs", -1),
+        ("stop_smoothing", 0),
         ("seed", -1),
     ],
 )
@@ -257,6 +259,20 @@ def test_early_stopping_restores_the_best_weights(planted, tmp_path):
     saved = BPRMFRecommender.load(tmp_path / "best.pt")
     assert torch.equal(saved.user_embedding.weight, model.user_embedding.weight)
     assert result.fit_seconds > 0
+
+
+@pytest.mark.parametrize(
+    ("stopping", "last_epoch"),
+    [({}, 4), ({"min_epochs": 4}, 5), ({"stop_smoothing": 2}, 5), ({"stop_smoothing": 3}, 6)],
+)
+def test_min_epochs_and_smoothing_reach_bpr(planted, monkeypatch, stopping, last_epoch):
+    curve = iter([0.1, 0.4, 0.3, 0.36, 0.3, 0.3, 0.3, 0.3])  # trailing means of 3 rise to 4
+    monkeypatch.setattr(
+        BPRTrainer, "validate", lambda self: {"eval/NDCG@10": next(curve), "eval/HR@10": 0.5}
+    )
+    config = BPRConfig(epochs=8, batch_size=64, eval_every=1, patience=2, **stopping)
+    result = BPRTrainer(BPRMFRecommender.for_split(planted, dim=8), planted, config).fit()
+    assert result.history["epoch"].max() == last_epoch and result.best_epoch == 2
 
 
 def test_recgym_evaluate_runs_on_the_model(tiny_split):

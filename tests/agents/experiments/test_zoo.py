@@ -67,7 +67,8 @@ def test_same_seed_same_model(synthetic):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [({"dim": 0}, "dim must be an int >= 1; got 0"), ({"lr": -1.0}, "lr must be a float > 0"),
-     ({"mle_epochs": 2.5}, "mle_epochs"), ({"mle_loss": "mse"}, "'ce' or 'bce'; got 'mse'")],
+     ({"mle_epochs": 2.5}, "mle_epochs"), ({"mle_loss": "mse"}, "'ce' or 'bce'; got 'mse'"),
+     ({"sasrec_min_epochs": -1}, "sasrec_min_epochs must be an int >= 0; got -1")],
 )  # fmt: skip
 def test_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -90,6 +91,14 @@ def test_mle_loss_reaches_the_trainer_and_mfgan_variants_share_the_start(synthet
     sdsf = zoo.fit_mfgan(variant="sdsf")
     assert sdsf.total_seconds >= start.total_seconds + sdsf.fit_seconds - 1e-9
     assert sdsf.recommender is not start.recommender and zoo.fit("sasrec") is start
+
+
+def test_only_fresh_sasrec_waits_for_its_schedule(synthetic):
+    data, split = synthetic
+    zoo = ModelZoo(split, ZooConfig(sasrec_min_epochs=7))
+    assert zoo.mle_config(fresh_sasrec=True).min_epochs == 7
+    assert zoo.mle_config().min_epochs == 0  # GRU4Rec, SAO and its control: as before
+    assert ModelZoo(split).mle_config(fresh_sasrec=True).min_epochs == 20
 
 
 @pytest.mark.parametrize(("old", "new"), [("asasrec", "sao"), ("ebgan", "ebseqgan")])
