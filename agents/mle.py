@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -32,13 +31,19 @@ from torch import Tensor
 from agents import distributed as ddp
 from agents.distributed.mle import DistributedMLEMixin
 from agents.distributed.training import own_rank_state
-from agents.early_stopping import BestWeights, TrainingResult, check_stopping, validation_metrics
-from agents.losses import LOSSES, sample_negatives, sequence_loss
+from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
+from agents.losses import LOSSES, sample_negatives, sequence_loss  # noqa: F401 (re-exported)
+from agents.mle_config import BATCHINGS, LOSS_DTYPES, MLEConfig  # noqa: F401 (re-exported)
 from agents.perturbation import PerturbationConfig, adversarial_loss
 from agents.policy import SequencePolicy
-from agents.schedules import SCHEDULES, lr_factor
-from agents.sequences import minibatches, training_windows
-from recgym._checks import check_float, check_int, check_model_and_split
+from agents.schedules import lr_factor
+from agents.sequences import (
+    bucketed_minibatches,
+    drop_padding_columns,
+    minibatches,
+    training_windows,
+)
+from recgym._checks import check_model_and_split
 from recgym._progress import metric_postfix, progress_bar
 from recgym._torch_io import atomic_torch_save, config_to_dict, optimizer_step, read_weights_only
 from recgym.device import resolve_device
@@ -46,98 +51,6 @@ from recgym.errors import RecGymError
 from recgym.splits import Split
 
 MLE_STATE_FORMAT = "recgym.agents.mle-state/1"
-
-
-@dataclass(frozen=True, kw_only=True)
-class MLEConfig:
-    """Optimisation settings of :class:`MLETrainer`.
-
-    Attributes:
-        epochs: maximum passes over the training windows.
-        batch_size: windows per step.
-        lr: Adam learning rate (betas ``(0.9, 0.98)`` as in the SASRec reference).
-        weight_decay: Adam L2 weight decay.
-        loss: ``"ce"`` (full softmax) or ``"bce"`` (one sampled negative per position).
-        eval_every: epochs between validation rankings (the last epoch is always evaluated).
-        patience: evaluations without a better validation NDCG@10 before stopping.
-        min_epochs: evaluations before this epoch never use up patience (the best is still
-            tracked from the start): no early stop before ``min_epochs + (patience - 1) *
-            eval_every``. For a warm-up + cosine schedule, whose high-lr phase gives early,
-            noisy bests (issue 21); ``0`` = count from the start.
-        stop_smoothing: patience counts evaluations since the trailing mean of the last this
-            many validation NDCG@10 values reached a new high (``1`` = the raw values; for a
-            noisy curve such as BCE's). The weights kept are still the raw best's.
-        eval_batch_size: targets ranked at once during validation.
-        max_len: window length; ``None`` = the policy's ``max_len``.
-        seed: seeds the batch order, the negatives and dropout.
-        max_grad_norm: gradient-norm clip, ``None`` for none.
-        evaluate_start: rank the validation targets before the first epoch (history row
-            ``epoch = 0``) so the starting weights compete for "best" — for fine-tuning a
-            trained policy (SAO), which then can never end worse on validation than it began.
-        loss_chunk: ``"ce"`` only: rows of logits per chunk of the fused cross-entropy
-            (:func:`agents.losses.chunked_cross_entropy`: the same loss and gradients, ~3x
-            faster on CPU, never the ``(positions, n_items)`` logit matrix); ``None`` = dense.
-        lr_schedule: ``"constant"`` or ``"cosine"`` (:func:`agents.schedules.lr_factor`, set
-            per step; a pure function of progress, so resuming needs no scheduler state).
-        warmup_epochs: epochs of linear learning-rate warm-up (fractional; ``0`` = none).
-        schedule_epochs: the cosine's length in epochs (``None`` = ``epochs``); must exceed
-            ``warmup_epochs``. Early stopping still decides when training ends.
-        max_windows_per_user: train on each user's newest this many windows only (``None`` =
-            every window, so every training target; ``1`` = SASRec.pytorch's one window each).
-    """
-
-    epochs: int = 50
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    loss: str = "ce"
-    eval_every: int = 1
-    patience: int = 5
-    min_epochs: int = 0
-    stop_smoothing: int = 1
-    eval_batch_size: int = 1024
-    max_len: int | None = None
-    seed: int = 0
-    max_grad_norm: float | None = 5.0
-    evaluate_start: bool = False
-    loss_chunk: int | None = 256
-    lr_schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    schedule_epochs: int | None = None
-    max_windows_per_user: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
-            check_int(self, name, 1)
-        if self.max_len is not None:
-            check_int(self, "max_len", 1)
-        check_int(self, "seed", 0)
-        check_stopping(self)
-        check_float(self, "lr", positive=True)
-        check_float(self, "weight_decay")
-        if self.loss not in LOSSES:
-            raise ValueError(f"MLEConfig.loss must be one of {LOSSES}; got {self.loss!r}")
-        check_float(self, "max_grad_norm", positive=True, optional=True)
-        self._check_schedule()
-
-    def _check_schedule(self) -> None:
-        if self.loss_chunk is not None:
-            check_int(self, "loss_chunk", 1)
-        if self.lr_schedule not in SCHEDULES:
-            raise ValueError(
-                f"MLEConfig.lr_schedule must be one of {SCHEDULES}; got {self.lr_schedule!r}"
-            )
-        check_float(self, "warmup_epochs")
-        for name in ("schedule_epochs", "max_windows_per_user"):
-            if getattr(self, name) is not None:
-                check_int(self, name, 1)
-        horizon = self.epochs if self.schedule_epochs is None else self.schedule_epochs
-        if self.lr_schedule == "cosine" and horizon <= self.warmup_epochs:
-            raise ValueError(
-                f"MLEConfig: the cosine horizon (schedule_epochs or epochs) must exceed "
-                f"warmup_epochs={self.warmup_epochs!r}; got {horizon!r}"
-            )
-
 
 MLEResult = TrainingResult
 """The result of :meth:`MLETrainer.fit` (``agents.early_stopping.TrainingResult``)."""
@@ -282,9 +195,18 @@ class MLETrainer(DistributedMLEMixin):
         """One shuffled pass; returns the mean losses weighted by batch size."""
         self.policy.train()
         sums: dict[str, float] = {}
-        batches = minibatches(inputs, targets, batch_size=self.config.batch_size, generator=order)
-        n_steps = math.ceil(len(inputs) / self.config.batch_size)
+        cfg = self.config
+        if cfg.batching == "bucketed":
+            lengths = (inputs != 0).sum(dim=1)
+            batches = bucketed_minibatches(
+                inputs, targets, lengths=lengths, batch_size=cfg.batch_size, generator=order
+            )
+        else:
+            batches = minibatches(inputs, targets, batch_size=cfg.batch_size, generator=order)
+        n_steps = math.ceil(len(inputs) / cfg.batch_size)
         for step, (batch_inputs, batch_targets) in enumerate(batches):
+            if cfg.trim_padding:
+                batch_inputs, batch_targets = drop_padding_columns(batch_inputs, batch_targets)
             self._set_lr(epoch - 1 + (step + 1) / n_steps)
             if self.distributed:
                 losses = self._shard_step(batch_inputs, batch_targets, negatives)
@@ -320,6 +242,7 @@ class MLETrainer(DistributedMLEMixin):
                 delta=delta,
                 where=where,
                 chunk_size=cfg.loss_chunk,
+                matmul_dtype=LOSS_DTYPES[cfg.loss_dtype],
             )
 
         if self.perturbation is None:
