@@ -166,7 +166,7 @@ def mfgan_generator_rows(split, seed: int, args: argparse.Namespace) -> pd.DataF
     """Test metrics of MFGAN trained with every distinct discriminator of the studies."""
     config = ZooConfig.quick() if args.quick else ZooConfig()
     if args.rounds:
-        config = ZooConfig(**{**config.__dict__, "adversarial_rounds": args.rounds})
+        config = ZooConfig(**{**config.__dict__, "mfgan_rounds": args.rounds})
     zoo = ModelZoo(split, config, seed=seed)
     path = Path(args.out) if args.out else None
     done = pd.read_csv(path) if path is not None and path.exists() else pd.DataFrame()

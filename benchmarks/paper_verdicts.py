@@ -8,6 +8,11 @@ Usage::
 
     python benchmarks/paper_verdicts.py docs/results/ml-100k-apr-k100.csv --pairs apr:bpr-mf \
         --columns full/HR@50 full/HR@100 full/NDCG@50 full/NDCG@100 --ri
+    python benchmarks/paper_verdicts.py runs/reproduce-beauty/results.csv \
+        --pairs mfgan-wmle:mfgan-wmle-permuted mfgan-wmle-permuted:mfgan-wmle-one mfgan:sasrec
+
+(``mfgan-wmle - mfgan-wmle-permuted`` is the adversary's contribution to MFGAN's weighted MLE;
+the controls share every random stream with it, so the pairs are tight.)
 """
 
 from __future__ import annotations

@@ -6,7 +6,11 @@ Each (dataset, model, seed) cell is appended to ``<out>/results.csv`` as soon as
 a rerun skips finished cells, so an interrupted run resumes; two runs may share an ``<out>``
 (rows another run appended meanwhile are kept). ``<out>/summary.md`` holds the tables
 (rewritten after every cell). ``--models sasrec-continued`` adds SAO's control (SASRec trained for
-SAO's extra epochs without the adversary).
+SAO's extra epochs without the adversary). MFGAN runs in both generator modes from the same
+SASRec start: ``mfgan`` (policy gradient) and ``mfgan-wmle`` (the official code's
+discriminator-weighted MLE) with its controls ``mfgan-wmle-one``, ``mfgan-wmle-mean`` and
+``mfgan-wmle-permuted``; ``summary.md`` pairs each with its start or control per seed
+(:data:`PAIRS`: the adversary's contribution is ``mfgan-wmle - mfgan-wmle-permuted``).
 
 Usage::
 
@@ -39,8 +43,13 @@ DEFAULT_DATA = os.environ.get(
 )
 KEYS = ["data", "model", "seed"]
 ROBUSTNESS_MODELS = ("bpr-mf", "apr")
-MLE_BASED = ("gru4rec", "sasrec", "sao", "sasrec-continued", "mfgan", "ebseqgan")
+MFGAN = ("mfgan", "mfgan-wmle", "mfgan-wmle-one", "mfgan-wmle-mean", "mfgan-wmle-permuted")
+MLE_BASED = ("gru4rec", "sasrec", "sao", "sasrec-continued", *MFGAN, "ebseqgan")
 """Systems whose numbers depend on ``--mle-loss`` (recorded in their rows)."""
+PAIRS = (("sao", "sasrec-continued"), ("mfgan", "sasrec"), ("mfgan-wmle", "sasrec"),
+         ("mfgan-wmle", "mfgan-wmle-permuted"), ("mfgan-wmle-one", "sasrec-continued"))  # fmt: skip
+"""``summary.md``'s paired differences (same seed): a system against its start or its control;
+``mfgan-wmle - mfgan-wmle-permuted`` is the adversary's contribution to weighted MLE."""
 EPS = (0.5, 1.0, 2.0)
 
 
@@ -72,7 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="smoke setting: synthetic data, tiny budgets, one seed"
     )
-    parser.add_argument("--rounds", type=int, default=None, help="override adversarial rounds")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="override the rounds of EB-SeqGAN and MFGAN"
+    )
     parser.add_argument(
         "--acvae-epochs", type=int, default=None, help="cap ACVAE's epochs (default: 200)"
     )
@@ -161,7 +172,25 @@ def summarise(results: pd.DataFrame) -> str:
             times = [_mean_std(cells[c], 0) for c in ("fit_s", "total_s")]
             out.append(f"| {model} | {len(cells)} | " + " | ".join(values + times) + " |")
         out.append("")
+        out += _paired(frame)
     return "\n".join(out)
+
+
+def _paired(frame: pd.DataFrame, column: str = "full/NDCG@10") -> list[str]:
+    """Rows of :data:`PAIRS` present in ``frame``: per-seed differences of ``column``."""
+    by_model = {m: cells.set_index("seed")[column] for m, cells in frame.groupby("model")}
+    rows = []
+    for system, base in PAIRS:
+        if system not in by_model or base not in by_model:
+            continue
+        diff = (by_model[system] - by_model[base]).dropna()
+        if len(diff):
+            per_seed = ", ".join(f"{d:+.4f}" for d in diff)
+            rows.append(f"| {system} − {base} | {len(diff)} | {per_seed} | {diff.mean():+.4f} |")
+    if not rows:
+        return []
+    return [f"| paired (same seed) | seeds | {column} per seed | mean |", "|---|---|---|---|",
+            *rows, ""]  # fmt: skip
 
 
 def _mean_std(values: pd.Series, digits: int) -> str:
@@ -181,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     check_same_loss(results, args.mle_loss, path)
     config = ZooConfig.quick() if args.quick else ZooConfig()
     overrides = {"mle_loss": args.mle_loss}
-    overrides |= {"adversarial_rounds": args.rounds} if args.rounds else {}
+    rounds = {"adversarial_rounds": args.rounds, "mfgan_rounds": args.rounds}
+    overrides |= rounds if args.rounds else {}
     overrides |= {} if args.acvae_epochs is None else {"acvae_epochs": args.acvae_epochs}
     overrides |= {} if args.mle_epochs is None else {"mle_epochs": args.mle_epochs}
     config = ZooConfig(**(config.__dict__ | overrides))

@@ -39,6 +39,9 @@ class PretrainConfig:
         patience: epochs without a better validation AUC before stopping.
         seed: seeds the split, the batch order, the negatives and dropout.
         max_grad_norm: gradient-norm clip, ``None`` for none.
+        max_steps: updates per epoch at most (``None`` = the whole pass): a capped epoch
+            trains on a random sample of ``max_steps * batch_size`` real sequences, for
+            catalogues where one pass costs more than the budget.
     """
 
     epochs: int = 10
@@ -49,10 +52,13 @@ class PretrainConfig:
     patience: int = 2
     seed: int = 0
     max_grad_norm: float | None = 5.0
+    max_steps: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
             check_int(self, name, 1)
+        if self.max_steps is not None:
+            check_int(self, "max_steps", 1)
         check_int(self, "seed", 0)
         check_float(self, "lr", positive=True)
         check_float(self, "weight_decay")
@@ -178,6 +184,8 @@ def _epoch(
     """One pass over ``real`` in shuffled minibatches; returns the mean training loss."""
     model.train()
     order = torch.randperm(len(real), generator=cpu).to(real.device)
+    if config.max_steps is not None:
+        order = order[: config.max_steps * config.batch_size]
     total, seen = 0.0, 0
     for batch in order.split(config.batch_size):
         real_b = real[batch]

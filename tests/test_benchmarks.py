@@ -36,6 +36,23 @@ def test_reproduce_quick_writes_and_resumes(tmp_path, capsys):
         reproduce.main([*argv, "--mle-loss", "bce"])  # one table, one training objective
 
 
+def test_reproduce_quick_pairs_mfgan_wmle_with_its_permuted_control(tmp_path):
+    reproduce = load_script("reproduce")
+    argv = ["--quick", "--models", "mfgan-wmle", "mfgan-wmle-permuted", "--out-dir", str(tmp_path),
+            "--no-progress"]  # fmt: skip
+    assert reproduce.main(argv) == 0
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert results["model"].tolist() == ["mfgan-wmle", "mfgan-wmle-permuted"]
+    assert (results["mle_loss"] == "ce").all()  # both are MLE-based rows
+    start = results["info/valid_ndcg10_start"]
+    assert start.iloc[0] == start.iloc[1]  # one cached SASRec start for both
+    diff = results["full/NDCG@10"].iloc[0] - results["full/NDCG@10"].iloc[1]
+    assert (
+        f"| mfgan-wmle − mfgan-wmle-permuted | 1 | {diff:+.4f} |"
+        in (tmp_path / "summary.md").read_text()
+    )
+
+
 def test_reproduce_keeps_rows_another_process_appended(tmp_path, monkeypatch):
     """Two runs may share one --out-dir (e.g. another model of the same table): no lost rows."""
     reproduce = load_script("reproduce")

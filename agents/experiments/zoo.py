@@ -6,6 +6,9 @@ another one (SASRec+SAO, MFGAN from SASRec MLE; EB-SeqGAN from GRU4Rec MLE; APR 
 reuse the zoo's cached starting point, so a table of all systems trains each base once per seed;
 ``total_seconds`` counts the starting point's time too. ``sasrec-continued`` is not a paper's
 system but SAO's control: SAO's extra epochs from the same start, without the adversary.
+MFGAN comes in both generator modes, policy gradient (``mfgan``) and the official code's
+weighted MLE (``mfgan-wmle``, with its controls ``mfgan-wmle-one``, ``-mean``, ``-permuted``):
+see :mod:`agents.experiments.zoo_adversarial`.
 
 Every fine-tuned system is selected on validation NDCG@10 with its starting point among the
 candidates (``MLEConfig.evaluate_start``, ``AdversarialConfig.evaluate_start``): adversarial
@@ -26,6 +29,7 @@ from typing import Any
 import torch
 
 from agents.checkpoint import forked_global_rng
+from agents.experiments import zoo_adversarial as adversarial
 from agents.policy import SequencePolicy
 from recgym._checks import is_int
 from recgym.device import resolve_device
@@ -58,8 +62,14 @@ class ZooConfig:
         patience: validation rankings without improvement before stopping.
         sao_epochs: maximum SAO fine-tuning epochs from SASRec MLE.
         sao_eps: SAO perturbation norm per embedding vector.
-        adversarial_rounds: MFGAN / EB-SeqGAN rounds after MLE.
-        reward_pretrain_epochs: discriminator pre-training epochs before the rounds.
+        adversarial_rounds: EB-SeqGAN rounds after MLE (one policy-gradient update each).
+        reward_pretrain_epochs: EB-SeqGAN's discriminator pre-training epochs.
+        mfgan_rounds: rounds of every MFGAN system (:mod:`agents.experiments.zoo_adversarial`).
+        mfgan_pg_steps: policy-gradient updates per round of ``mfgan``.
+        mfgan_wmle_steps: weighted-MLE minibatches per round of ``mfgan-wmle`` and its controls.
+        mfgan_d_steps: discriminator updates per round of every MFGAN system.
+        mfgan_pretrain_steps: discriminator pre-training updates of every MFGAN system (one
+            epoch, capped).
         mf_epochs: maximum BPR-MF epochs.
         apr_epochs: maximum APR epochs from BPR-MF.
         acvae_epochs: maximum ACVAE epochs.
@@ -80,6 +90,11 @@ class ZooConfig:
     sao_eps: float = 0.5
     adversarial_rounds: int = 50
     reward_pretrain_epochs: int = 3
+    mfgan_rounds: int = 5
+    mfgan_pg_steps: int = 6
+    mfgan_wmle_steps: int = 50
+    mfgan_d_steps: int = 6
+    mfgan_pretrain_steps: int = 50
     mf_epochs: int = 500
     apr_epochs: int = 200
     acvae_epochs: int = 200
@@ -106,8 +121,9 @@ class ZooConfig:
         """A smoke setting: every system trains for a moment (CI, ``reproduce.py --quick``)."""
         return cls(
             max_len=20, dim=16, mle_epochs=2, eval_every=1, patience=1, sao_epochs=1,
-            adversarial_rounds=2, reward_pretrain_epochs=1, mf_epochs=2, apr_epochs=1,
-            acvae_epochs=2,
+            adversarial_rounds=2, reward_pretrain_epochs=1, mfgan_rounds=2, mfgan_pg_steps=2,
+            mfgan_wmle_steps=2, mfgan_d_steps=2, mfgan_pretrain_steps=2, mf_epochs=2,
+            apr_epochs=1, acvae_epochs=2,
         )  # fmt: skip
 
 
@@ -161,6 +177,7 @@ class ModelZoo:
         self.device = resolve_device(device)
         self.progress = progress
         self._cache: dict[str, FitResult] = {}
+        self._fit_seconds = 0.0  # wall time of every fit finished so far (nested ones included)
 
     def fit(self, name: str) -> FitResult:
         """Train system ``name`` (one of :data:`MODELS`); starting points are cached."""
@@ -169,13 +186,7 @@ class ModelZoo:
             raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
         if name in self._cache:
             return self._cache[name]
-        tic = time.perf_counter()
-        recommender, info, base = FITTERS[name](self)
-        seconds = time.perf_counter() - tic
-        base_seconds = 0.0 if base is None else self._cache[base].total_seconds
-        result = FitResult(
-            name, recommender, self.config.max_len, seconds, seconds + base_seconds, info
-        )
+        result = self._timed(name, FITTERS[name])
         if name in CACHED:
             self._cache[name] = result
         return result
@@ -185,13 +196,22 @@ class ModelZoo:
 
         The papers' variant, factor-removal and combination studies change only the
         discriminator; every variant starts from the same SASRec weights, so differences
-        between variants are paired. ``fit_mfgan()`` is ``fit("mfgan")`` without the cache.
+        between variants are paired. ``fit_mfgan()`` is ``fit("mfgan")`` (policy-gradient
+        mode) without the cache.
         """
-        tic = time.perf_counter()
-        recommender, info, base = _mfgan(self, **discriminator)
-        seconds = time.perf_counter() - tic
-        total = seconds + self._cache[base].total_seconds
-        return FitResult("mfgan", recommender, self.config.max_len, seconds, total, info)
+        return self._timed("mfgan", lambda zoo: adversarial.mfgan(zoo, **discriminator))
+
+    def _timed(self, name: str, fitter: Callable[[ModelZoo], Fitted]) -> FitResult:
+        """Run ``fitter``; its ``fit_seconds`` leave out the starting points it fitted first
+        (counted once, in ``total_seconds``)."""
+        inner, tic = self._fit_seconds, time.perf_counter()
+        recommender, info, base = fitter(self)
+        elapsed = time.perf_counter() - tic
+        seconds = elapsed - (self._fit_seconds - inner)  # minus the nested fits
+        self._fit_seconds = inner + elapsed
+        base_seconds = 0.0 if base is None else self._cache[base].total_seconds
+        total = seconds + base_seconds
+        return FitResult(name, recommender, self.config.max_len, seconds, total, info)
 
     def start_from(self, name: str) -> Any:
         """A deep copy of cached system ``name`` (fitting it first), to fine-tune in place."""
@@ -325,48 +345,6 @@ def _continue_sasrec(zoo: ModelZoo, perturbation: Any = None) -> Fitted:
     return policy, info, "sasrec"
 
 
-def _mfgan(zoo: ModelZoo, **discriminator: Any) -> Fitted:
-    from rewards.multifactor import MultiFactorConfig, MultiFactorDiscriminator
-
-    c = zoo.config
-    settings = dict(dim=c.dim, max_len=c.max_len, combination="mean")
-    config = MultiFactorConfig(**(settings | discriminator))
-    reward_model = MultiFactorDiscriminator(config, zoo.split.factors(), seed=zoo.seed)
-    return _adversarial(zoo, "sasrec", reward_model, zoo.adversarial_config())
-
-
-def _ebseqgan(zoo: ModelZoo) -> Fitted:
-    from rewards.energy import EnergyConfig, EnergyDiscriminator
-
-    c = zoo.config
-    config = EnergyConfig(encoder="cnn", dim=c.dim, max_len=c.max_len)
-    n_items = zoo.split.dataset.n_items
-    reward_model = EnergyDiscriminator(config, n_items=n_items, seed=zoo.seed)
-    adversarial = zoo.adversarial_config(maxent=True, alpha=0.05)
-    return _adversarial(zoo, "gru4rec", reward_model, adversarial)
-
-
-def _adversarial(zoo: ModelZoo, base: str, reward_model: Any, config: Any) -> Fitted:
-    from agents.adversarial import AdversarialTrainer
-
-    policy = zoo.start_from(base)
-    trainer = AdversarialTrainer(
-        policy, reward_model.to(zoo.device), zoo.split, config, device=zoo.device
-    )
-    history = trainer.train()
-    best = trainer.restore_best()
-    evaluated = history.dropna(subset=["eval/NDCG@10"])
-    best_round = int(evaluated.loc[evaluated["eval/NDCG@10"].idxmax(), "round"])
-    last = history.iloc[-1]
-    info = {
-        "best_round": best_round,
-        "valid_ndcg10": best,
-        "valid_ndcg10_start": float(history.iloc[0]["eval/NDCG@10"]),
-        "disc_auc_last": float(last.get("disc/auc", float("nan"))),
-    }
-    return policy, info, base
-
-
 def _acvae(zoo: ModelZoo) -> Fitted:
     from agents.baselines.acvae.model import ACVAEConfig, ACVAEPolicy
     from agents.baselines.acvae.training import ACVAETrainer, ACVAETrainingConfig
@@ -405,8 +383,12 @@ FITTERS: dict[str, Callable[[ModelZoo], Fitted]] = {
     "sao": _sao,
     "sasrec-continued": _continue_sasrec,
     "acvae": _acvae,
-    "mfgan": _mfgan,
-    "ebseqgan": _ebseqgan,
+    "mfgan": adversarial.mfgan,
+    "mfgan-wmle": adversarial.mfgan_wmle("discriminator"),
+    "mfgan-wmle-one": adversarial.mfgan_wmle("one"),
+    "mfgan-wmle-mean": adversarial.mfgan_wmle("batch_mean"),
+    "mfgan-wmle-permuted": adversarial.mfgan_wmle("permuted"),
+    "ebseqgan": adversarial.ebseqgan,
 }
 """Zoo name -> fitter. ``benchmarks/reproduce.py`` lists them in the papers' order."""
 CACHED = frozenset({"sasrec", "gru4rec", "bpr-mf"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -214,6 +215,29 @@ def test_pretraining_is_seeded_and_leaves_the_global_rng_alone():
     assert torch.equal(torch.get_rng_state(), state)
     b = pretrain_discriminator(small_energy(20), real, ReplaceLastSampler(20), config)
     assert a.history.drop(columns="seconds").equals(b.history.drop(columns="seconds"))
+
+
+def test_max_steps_caps_each_epoch_to_that_many_updates():
+    real = synthetic_real(300, 20, seed=1)
+    calls = []
+
+    class Counting(EnergyDiscriminator):
+        def loss(self, real, fake):
+            if self.training:  # not the validation scoring
+                calls.append(len(real))
+            return super().loss(real, fake)
+
+    config = PretrainConfig(epochs=2, batch_size=32, max_steps=3, patience=5)
+    pretrain_discriminator(Counting(EnergyConfig(dim=8), n_items=20, seed=0), real,
+                           ReplaceLastSampler(20), config)  # fmt: skip
+    assert calls == [32] * 6  # 2 epochs x 3 updates
+    calls.clear()
+    uncapped = dataclasses.replace(config, max_steps=None, epochs=1)
+    pretrain_discriminator(Counting(EnergyConfig(dim=8), n_items=20, seed=0), real,
+                           ReplaceLastSampler(20), uncapped)  # fmt: skip
+    assert sum(calls) == 270  # the whole training part: 300 minus 10 % held out
+    with pytest.raises(ValueError, match="max_steps must be an int >= 1; got 0"):
+        PretrainConfig(max_steps=0)
 
 
 def test_pretraining_errors():

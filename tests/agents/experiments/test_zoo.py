@@ -3,11 +3,18 @@ systems never end worse on validation than their starting point."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
+import warnings
+
 import pytest
 import torch
 
+from agents.adversarial import AdversarialTrainer
 from agents.experiments.zoo import MODELS, ModelZoo, ZooConfig
+from agents.experiments.zoo_adversarial import mfgan_pg_config, mfgan_wmle_config
 from recgym.evaluation import evaluate
+from rewards.base import RewardModel
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +43,8 @@ def test_every_system_fits_and_ranks(zoo, name):
 
 
 @pytest.mark.parametrize(("name", "base"), [("sao", "sasrec"), ("sasrec-continued", "sasrec"),
-                                            ("mfgan", "sasrec"),
+                                            ("mfgan", "sasrec"), ("mfgan-wmle", "sasrec"),
+                                            ("mfgan-wmle-permuted", "sasrec"),
                                             ("ebseqgan", "gru4rec")])  # fmt: skip
 def test_fine_tuning_never_loses_on_validation(zoo, name, base):
     start, tuned = zoo.fit(base), zoo.fit(name)
@@ -81,6 +89,8 @@ def test_zoo_errors(synthetic):
         ModelZoo(data.dataset)
     with pytest.raises(ValueError, match="unknown model 'bert4rec'"):
         ModelZoo(split, ZooConfig.quick()).fit("bert4rec")
+    with pytest.raises(ValueError, match=r"unknown model 'mfgan-wmle-random'; expected one of"):
+        ModelZoo(split, ZooConfig.quick()).fit("mfgan-wmle-random")
 
 
 def test_mle_loss_reaches_the_trainer_and_mfgan_variants_share_the_start(synthetic):
@@ -108,3 +118,83 @@ def test_former_names_are_aliases_with_a_warning(old, new):
     with pytest.warns(DeprecationWarning, match=f"now '{new}'"):
         assert canonical_name(old) == new
     assert canonical_name(new) == new
+
+
+# ---------------------------------------------------------------------- MFGAN's two modes
+CONTROLS = {"mfgan-wmle": "discriminator", "mfgan-wmle-one": "one",
+            "mfgan-wmle-mean": "batch_mean", "mfgan-wmle-permuted": "permuted"}  # fmt: skip
+
+
+class CertainD(RewardModel):
+    """A discriminator that calls every sequence real with D = 1.0 exactly (logit 30)."""
+
+    def __init__(self, n_items: int) -> None:
+        super().__init__(n_items=n_items)
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, history):
+        return torch.full((len(history),), 30.0) + 0.0 * self.w
+
+    def loss(self, real, fake):
+        return 0.0 * self.w.sum()
+
+
+def test_the_two_modes_and_the_controls_are_configured_as_documented(zoo):
+    c = zoo.config
+    pg = mfgan_pg_config(zoo)
+    assert pg.generator_update == "policy_gradient" and pg.pg.lr == 3e-4
+    assert (pg.n_rounds, pg.g_steps, pg.d_steps) == (c.mfgan_rounds, c.mfgan_pg_steps,
+                                                     c.mfgan_d_steps)  # fmt: skip
+    wmle = mfgan_wmle_config(zoo, "discriminator")
+    assert (wmle.negatives, wmle.n_fakes, wmle.pretrain_reward_epochs) == ("greedy_topk", 10, 1)
+    assert wmle.weighted_mle.loss == c.mle_loss and wmle.g_steps == c.mfgan_wmle_steps
+    for name, weights in CONTROLS.items():  # the same config but for the weights
+        control = mfgan_wmle_config(zoo, weights)
+        assert control.weighted_mle.weights == weights
+        same = dataclasses.replace(control.weighted_mle, weights="discriminator")
+        assert dataclasses.replace(control, weighted_mle=same) == wmle, name
+
+
+def test_the_controls_share_every_random_stream(zoo):
+    """With D = 1 everywhere, every weighting gives weight 1: the four runs must then be the
+    same run to the bit: same batches, dropout, negatives and discriminator draws."""
+    finals = {}
+    for weights in CONTROLS.values():
+        policy = zoo.start_from("sasrec")
+        trainer = AdversarialTrainer(policy, CertainD(policy.n_items), zoo.split,
+                                     mfgan_wmle_config(zoo, weights))  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the AUC of a constant D is 0.5
+            history = trainer.train()
+        assert history["gen/weight_mean"].dropna().eq(1.0).all()
+        finals[weights] = [p.detach().clone() for p in policy.parameters()]
+    start = list(zoo.fit("sasrec").recommender.parameters())
+    assert any((a != b).any() for a, b in zip(finals["one"], start, strict=True))  # it trained
+    for weights, params in finals.items():
+        for a, b in zip(params, finals["one"], strict=True):
+            assert torch.equal(a, b), weights
+
+
+def test_a_start_fitted_on_the_way_is_timed_once(synthetic):
+    """``reproduce.py --models mfgan-wmle`` alone fits SASRec inside MFGAN's fit."""
+    data, split = synthetic
+    zoo = ModelZoo(split, ZooConfig.quick(), seed=0)
+    tic = time.perf_counter()
+    fit = zoo.fit("mfgan-wmle-one")
+    wall = time.perf_counter() - tic
+    start = zoo.fit("sasrec")
+    assert 0 < fit.fit_seconds < fit.total_seconds <= wall
+    assert fit.total_seconds == pytest.approx(fit.fit_seconds + start.total_seconds)
+    assert zoo.fit_mfgan().total_seconds > start.total_seconds
+
+
+def test_a_control_is_the_same_fit_whatever_ran_before_it(synthetic):
+    """Cells of one seed may run in any order or process: each fit depends on the seed only."""
+    data, split = synthetic
+    alone = ModelZoo(split, ZooConfig.quick(), seed=1).fit("mfgan-wmle-permuted")
+    after = ModelZoo(split, ZooConfig.quick(), seed=1)
+    after.fit("mfgan-wmle"), after.fit("mfgan")
+    again = after.fit("mfgan-wmle-permuted")
+    assert again.info == alone.info
+    for a, b in zip(alone.recommender.parameters(), again.recommender.parameters(), strict=True):
+        assert torch.equal(a, b)
