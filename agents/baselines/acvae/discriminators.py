@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from agents.baselines.acvae.gru_scan import suffix_gru
 from agents.baselines.acvae.model import LatentCodes
 
 
@@ -43,29 +44,36 @@ class AVBAdversary(nn.Module):
         )
         self.out = nn.Linear(hidden_dim, latent_dim)
 
+    def logits(self, x: Tensor, z: Tensor) -> Tensor:
+        """Position-wise logits ``(..., latent_dim)`` of ``x (..., E)`` and ``z (..., latent_dim)``
+        (``> 0`` = "from the posterior")."""
+        net = self.dropout(self.inp(torch.cat([x, z], dim=-1)))
+        for block in self.blocks:
+            net = F.elu(net + block(net))
+        return self.dropout(self.out(net)) + 0.5 * z.pow(2)
+
     def forward(self, x: Tensor, z: Tensor, mask: Tensor) -> Tensor:
-        """Logits ``(B, L, latent_dim)`` (``> 0`` = "from the posterior"), zero at padding.
+        """Logits ``(B, L, latent_dim)`` at every position, zero at padding.
 
         Args:
             x: ``(B, L, E)`` item embeddings; z: ``(B, L, latent_dim)``; mask: ``(B, L)`` bool.
         """
-        net = self.dropout(self.inp(torch.cat([x, z], dim=-1)))
-        for block in self.blocks:
-            net = F.elu(net + block(net))
-        logits = self.dropout(self.out(net)) + 0.5 * z.pow(2)
+        logits = self.logits(x, z)
         return logits * mask.unsqueeze(-1).to(logits.dtype)
 
     def loss(self, codes: LatentCodes, generator: torch.Generator | None = None) -> dict:
         """Logistic loss: posterior codes (detached) vs prior samples ``N(0, I)`` (official
         ``loss_func.adversary_kl_loss``), over real positions.
 
+        Only the ``M`` real positions are scored (padding is most of a short-history batch),
+        both classes in one pass; the prior draws are ``(M, latent_dim)``.
+
         Returns:
             ``{"loss": scalar tensor, "accuracy": float}``.
         """
-        x, z, mask = codes.inputs.detach(), codes.z.detach(), codes.mask
-        posterior = self(x, z, mask)[mask]
+        x, z = codes.inputs.detach()[codes.mask], codes.z.detach()[codes.mask]  # (M, ...)
         prior_z = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-        prior = self(x, prior_z, mask)[mask]
+        posterior, prior = self.logits(x.repeat(2, 1), torch.cat([z, prior_z])).chunk(2)
         loss = F.softplus(-posterior).mean() + F.softplus(prior).mean()
         return {"loss": loss, "accuracy": _accuracy(posterior, prior)}
 
@@ -96,13 +104,24 @@ class ContrastiveDiscriminator(nn.Module):
         """Jensen-Shannon InfoMax loss ``softplus(-G(x, z)) + softplus(G(x, z'))`` (official
         ``loss_func.adversary_loss``), ``z'`` = ``z`` rolled by one row (no row keeps its own).
 
+        The same as scoring ``self(x, z, mask)[mask]`` and ``self(x, z', mask')[mask']``
+        (``mask'`` = real in both rows), but the GRU steps only from each row's first non-zero
+        input: before it, ``x`` (masked) and ``z`` are zero, so a row's state is that of an
+        all-zero sequence, run once for all rows (:func:`suffix_gru` with ``zero_prefix``).
+
         Returns:
             ``{"loss": scalar tensor, "accuracy": float}`` over positions real in both rows.
         """
         x, z, mask = codes.inputs, codes.z, codes.mask
-        shuffled, shuffled_mask = z.roll(1, dims=0), mask & mask.roll(1, dims=0)
-        joint = self(x, z, mask)[mask]
-        marginal = self(x, shuffled, shuffled_mask)[shuffled_mask]
+        x = x * mask.unsqueeze(-1).to(x.dtype)  # a no-op for ACVAEPolicy (zero padding row)
+        pad = (~mask).sum(dim=1)
+        shuffled_mask = mask & mask.roll(1, dims=0)
+        pairs = torch.cat([torch.cat([x, z], -1), torch.cat([x, z.roll(1, dims=0)], -1)])
+        first_input = torch.cat([pad, torch.minimum(pad, pad.roll(1))])
+        states = suffix_gru(self.gru, pairs, first_input, zero_prefix=True)
+        n = len(x)
+        joint = self.out(F.gelu(states[:n][mask])).squeeze(-1)
+        marginal = self.out(F.gelu(states[n:][shuffled_mask])).squeeze(-1)
         loss = F.softplus(-joint).mean() + F.softplus(marginal).mean()
         return {"loss": loss, "accuracy": _accuracy(joint, marginal)}
 
@@ -114,7 +133,7 @@ def kl_term(codes: LatentCodes, adversary: AVBAdversary | None) -> Tensor:
         return kl[codes.mask].mean()
     if adversary is None:
         raise ValueError("an AVB model needs an AVBAdversary for its KL term")
-    return adversary(codes.inputs, codes.z, codes.mask)[codes.mask].mean()
+    return adversary.logits(codes.inputs[codes.mask], codes.z[codes.mask]).mean()
 
 
 def _accuracy(positive: Tensor, negative: Tensor) -> float:

@@ -20,10 +20,12 @@ rankings are deterministic.
 
 Causality: the GRU and the convolution (``k - 1`` zeros on the left, as the official
 ``Conv1d(padding=k-1)[..., :-(k-1)]``) only look back, so position ``t`` never sees items after
-``t``. Like :class:`agents.gru.GRUPolicy`, rows are shifted so their real items come first, run,
-and shifted back: extra left padding changes nothing. :meth:`ACVAEPolicy.encode` returns
-``[tanh(W_d z), 1]`` and :meth:`ACVAEPolicy.item_table` ``[W_o, b_o]``, so the untied decoder
-fits the ``SequencePolicy`` contract (``score``, ``act``, ``log_prob``, MLE, REINFORCE).
+``t``. Each row's GRU starts afresh at its first real item
+(:func:`agents.baselines.acvae.gru_scan.suffix_gru`) and everything after it is computed at the
+real positions only: extra left padding changes nothing and costs nothing.
+:meth:`ACVAEPolicy.encode` returns ``[tanh(W_d z), 1]`` and :meth:`ACVAEPolicy.item_table`
+``[W_o, b_o]``, so the untied decoder fits the ``SequencePolicy`` contract (``score``,
+``act``, ``log_prob``, MLE, REINFORCE).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from agents.baselines.acvae.gru_scan import suffix_gru
 from agents.checkpoint import forked_global_rng
 from agents.policy import SequencePolicy
 from recgym._checks import check_fraction, check_int
@@ -126,6 +129,19 @@ class CausalConv1d(nn.Module):
         x = F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))
         return self.conv(x).transpose(1, 2)
 
+    def at(self, rows: Tensor, where: Tensor) -> Tensor:
+        """``forward`` at the ``M`` true positions of ``where`` only: ``(M, in_dim) -> (M,
+        out_dim)``, ``rows`` = the inputs there (every other position's input is zero).
+
+        Each output is one ``(in_dim * k)``-wide dot product with its window of inputs, so the
+        cost is that of the ``M`` positions, not of the whole ``(B, L)`` grid.
+        """
+        grid = _to_grid(rows, where)  # (B, L, in_dim)
+        grid = F.pad(grid, (0, 0, self.kernel_size - 1, 0))  # k - 1 zeros before each row
+        windows = grid.unfold(1, self.kernel_size, 1)[where]  # (M, in_dim, k)
+        weight = self.conv.weight.flatten(1)  # (out_dim, in_dim * k), the same (in, k) order
+        return torch.addmm(self.conv.bias, windows.flatten(1), weight.T)
+
 
 class ACVAEPolicy(SequencePolicy):
     """The ACVAE sequential recommender and next-item policy.
@@ -198,24 +214,26 @@ class ACVAEPolicy(SequencePolicy):
         """
         sample = self.training if sample is None else sample
         inputs = self.item_embedding(history)  # (B, L, E); the padding row is zero
-        hidden, keep, back = self._recurrent(history, inputs)  # "real items first" frame
-        trunk = self._trunk(hidden, sample, generator)
-        mask = keep.unsqueeze(-1).to(trunk.dtype)
+        hidden, keep, first = self._recurrent(history, inputs)  # (M, H): real positions
+        rows = self.head(self._trunk(hidden, first, sample, generator))
         if self.config.avb:
-            return LatentCodes(_gather_steps(self.head(trunk), back) * mask, keep, inputs)
-        mean, logvar = self.head(trunk).clamp(-20.0, 20.0).chunk(2, dim=-1)
-        mean, logvar = _gather_steps(mean, back) * mask, _gather_steps(logvar, back) * mask
+            return LatentCodes(_to_grid(rows, keep), keep, inputs)
+        mean, logvar = (_to_grid(x, keep) for x in rows.clamp(-20.0, 20.0).chunk(2, dim=-1))
         z = mean
         if sample:
-            z = mean + torch.exp(0.5 * logvar) * _normal(mean.shape, mean, generator) * mask
+            noise = _normal(mean.shape, mean, generator) * keep.unsqueeze(-1).to(mean.dtype)
+            z = mean + torch.exp(0.5 * logvar) * noise
         return LatentCodes(z, keep, inputs, mean, logvar)
 
     def _recurrent(self, history: Tensor, inputs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """GRU states in the frame where each row's real items come first.
+        """GRU states of the real positions, each row's GRU starting at its first real item.
 
         Returns:
-            ``(hidden (B, L, H), keep (B, L) bool, back (B, L) int64)``; ``gather(back)`` maps
-            the frame back to left padding (what lands on padding must be zeroed).
+            ``(hidden (M, H), keep (B, L) bool, first (B, L) bool)``: ``keep`` marks the real
+            positions of ``history``, ``first`` the same positions in the frame where each
+            row's real items come first (the first ``n_b`` of row ``b``). Both list them in the
+            same row-major order as the rows of ``hidden``, so ``out[keep] = hidden`` maps them
+            back (:func:`_to_grid`).
         """
         keep = history != 0
         if keep.shape[1] > 1 and bool((keep[:, 1:] < keep[:, :-1]).any()):
@@ -223,29 +241,39 @@ class ACVAEPolicy(SequencePolicy):
                 "ACVAEPolicy needs left-padded histories (all 0s before the first real item); "
                 "got a row with padding after a real item"
             )
-        length = history.shape[1]
-        pad = length - keep.sum(dim=1, keepdim=True)  # (B, 1)
-        steps = torch.arange(length, device=history.device).unsqueeze(0)
-        x = _gather_steps(self.embed_dropout(inputs), (steps + pad).clamp(max=length - 1))
-        hidden, _ = self.gru(x)  # trailing slots never reach a real position: the GRU is causal
-        return hidden, keep, (steps - pad).clamp(min=0)
+        real = keep.sum(dim=1)
+        steps = torch.arange(history.shape[1], device=history.device).unsqueeze(0)
+        # The GRU runs from each row's first real item only: extra left padding changes
+        # nothing, and on short histories the padding is most of the batch.
+        x = self.embed_dropout(inputs)
+        hidden = suffix_gru(self.gru, x, history.shape[1] - real, zero_prefix=False)
+        return hidden[keep], keep, steps < real.unsqueeze(1)
 
-    def _trunk(self, hidden: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
-        """The convolutional encoder on GRU states ``(B, L, H) -> (B, L, H)`` (official
-        ``FCEncoderCNN.forward`` without its output layer)."""
+    def _trunk(
+        self, hidden: Tensor, first: Tensor, sample: bool, generator: torch.Generator | None
+    ) -> Tensor:
+        """The convolutional encoder (official ``FCEncoderCNN.forward`` without its output
+        layer) on the ``(M, H)`` GRU states of the real positions.
+
+        Position-wise layers and the convolution run on those rows only, but the noise and the
+        dropout mask are drawn for the whole ``(B, L, H)`` frame where real items come first
+        (``first``) and read there, so the draws and the values are those of the dense form
+        over that frame (``tests/agents/baselines/test_acvae_step.py``).
+        """
         a = hidden
         if self.noise is not None:
-            a = self.noise(a, _noise(a, sample, generator))
+            a = self.noise(a, _noise_rows(a, first, sample, generator))
         a = F.softplus(self.pointwise_in(a))
         if self.noise is not None:
-            a = self.noise(a, _noise(a, sample, generator))
-        c = F.softplus(self.temporal(a))  # (B, L, 2H)
-        return self.dropout(hidden + F.softplus(self.pointwise_out(c)))
+            a = self.noise(a, _noise_rows(a, first, sample, generator))
+        c = F.softplus(self.temporal.at(a, first))  # (M, 2H)
+        out = hidden + F.softplus(self.pointwise_out(c))
+        return self.dropout(_to_grid(out, first))[first]
 
     def encoder_states(self, history: Tensor) -> Tensor:
         """``(B, L, H)`` GRU states, left-padded like ``history`` (zero at padding)."""
-        hidden, keep, back = self._recurrent(history, self.item_embedding(history))
-        return _gather_steps(hidden, back) * keep.unsqueeze(-1).to(hidden.dtype)
+        hidden, keep, _ = self._recurrent(history, self.item_embedding(history))
+        return _to_grid(hidden, keep)
 
     # ------------------------------------------------------------------ decoder
     def decoder_states(self, z: Tensor, mask: Tensor) -> Tensor:
@@ -266,10 +294,16 @@ class ACVAEPolicy(SequencePolicy):
             ``where``: the output layer is most of the cost, and short histories leave most
             positions without a target.
         """
-        states = self.decoder_states(codes.z, codes.mask)
-        if where is not None:
-            states = states[where]
-        return states @ self.item_table().T
+        if where is None:
+            return self.decoder_states(codes.z, codes.mask) @ self.item_table().T
+        return self.target_states(codes, where) @ self.item_table().T
+
+    def target_states(self, codes: LatentCodes, where: Tensor) -> Tensor:
+        """``(M, E + 1)`` decoder states of the ``M`` true positions of ``(B, L)`` bool
+        ``where``: ``decoder_states(codes.z, codes.mask)[where]``, computed on those rows only."""
+        h = torch.tanh(self.decoder_hidden(codes.z[where]))
+        h = torch.cat([h, torch.ones_like(h[:, :1])], dim=1)
+        return h * codes.mask[where].unsqueeze(1).to(h.dtype)
 
     def encode(self, history: Tensor, *, delta: Tensor | None = None) -> Tensor:
         """Decoder states ``(B, L, E + 1)`` such that ``encode(h) @ item_table().T`` = logits.
@@ -312,17 +346,25 @@ def reconstruction_loss(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _gather_steps(x: Tensor, index: Tensor) -> Tensor:
-    """``out[b, t] = x[b, index[b, t]]`` for ``(B, L, C)`` x and ``(B, L)`` index."""
-    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+def _to_grid(rows: Tensor, where: Tensor) -> Tensor:
+    """``(M, C)`` rows into a zero ``(B, L, C)`` grid at the true positions of ``where``
+    (row-major order, the order of ``grid[where]``)."""
+    grid = rows.new_zeros(*where.shape, rows.shape[-1])
+    return grid.index_put((where,), rows)
 
 
 def _normal(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
-def _noise(like: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
-    return _normal(like.shape, like, generator) if sample else torch.zeros_like(like)
+def _noise_rows(
+    rows: Tensor, where: Tensor, sample: bool, generator: torch.Generator | None
+) -> Tensor:
+    """``eps`` for the ``(M, C)`` rows at ``where``: drawn for the whole ``(B, L, C)`` grid
+    (the draws of the dense form) and read there; zero without sampling."""
+    if not sample:
+        return torch.zeros_like(rows)
+    return _normal((*where.shape, rows.shape[-1]), rows, generator)[where]
 
 
 def _no_delta(delta: Tensor | None) -> None:
