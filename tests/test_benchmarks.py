@@ -182,3 +182,11 @@ def test_reward_snr_quick_measures_every_reward_against_the_oracle(capsys):
     assert set(table) == {"oracle", "mfgan-logit", "mfgan-diff", "energy"}
     assert table["oracle"][1] == 1.0  # the oracle's gradient against itself
     assert all(-1.0 <= cosine <= 1.0 for _, cosine in table.values())
+
+
+def test_mle_levers_times_every_lever_on_synthetic(capsys):
+    levers = load_script("mle_levers")
+    levers.main(["--data", "synthetic", "--repeats", "1", "--batch-size", "256"])
+    out = capsys.readouterr().out
+    for name in levers.LEVERS:
+        assert f"| {name} |" in out
