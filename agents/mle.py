@@ -121,6 +121,11 @@ class MLETrainer(DistributedMLEMixin):
             weight_decay=self.config.weight_decay,
         )
         self.distributed = ddp.is_distributed() if distributed is None else bool(distributed)
+        if self.distributed and self.config.batching == "bucketed":
+            raise ValueError(
+                "MLEConfig.batching='bucketed' is single-process; got a distributed trainer "
+                "(use batching='random' with torch.distributed)"
+            )
         self._ddp = self._setup_distributed() if self.distributed else None
 
     # ------------------------------------------------------------------ training
@@ -204,6 +209,11 @@ class MLETrainer(DistributedMLEMixin):
         else:
             batches = minibatches(inputs, targets, batch_size=cfg.batch_size, generator=order)
         n_steps = math.ceil(len(inputs) / cfg.batch_size)
+        # Bucketed batches hold very different numbers of targets (128 short histories vs 128
+        # full windows): a per-batch mean would weight a target of a short batch up to L times
+        # more than one of a long batch. Scaling each batch's mean by its share of the average
+        # target count gives every target the weight it has under random batches.
+        per_batch = float((targets > 0).sum()) * cfg.batch_size / len(inputs)
         for step, (batch_inputs, batch_targets) in enumerate(batches):
             if cfg.trim_padding:
                 batch_inputs, batch_targets = drop_padding_columns(batch_inputs, batch_targets)
@@ -211,7 +221,10 @@ class MLETrainer(DistributedMLEMixin):
             if self.distributed:
                 losses = self._shard_step(batch_inputs, batch_targets, negatives)
             else:
-                losses = self._step(batch_inputs, batch_targets, negatives)
+                scale = (
+                    (batch_targets > 0).sum() / per_batch if cfg.batching == "bucketed" else None
+                )
+                losses = self._step(batch_inputs, batch_targets, negatives, scale)
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value * len(batch_inputs)
         return {key: value / len(inputs) for key, value in sums.items()}
@@ -224,8 +237,11 @@ class MLETrainer(DistributedMLEMixin):
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * factor
 
-    def _step(self, inputs: Tensor, targets: Tensor, generator: torch.Generator) -> dict:
-        """One optimiser step on a batch; returns its losses as floats."""
+    def _step(
+        self, inputs: Tensor, targets: Tensor, generator: torch.Generator, scale=None
+    ) -> dict:
+        """One optimiser step on a batch (its loss times ``scale``, a 0-d tensor, when given);
+        returns its unscaled losses as floats."""
         cfg, policy = self.config, self.policy
         negatives = (
             sample_negatives(targets, policy.n_items, generator) if cfg.loss == "bce" else None
@@ -254,7 +270,8 @@ class MLETrainer(DistributedMLEMixin):
                 "mle/clean_loss": float(adv.clean.detach()),
                 "mle/adv_loss": float(adv.adversarial.detach()),
             }
-        optimizer_step(loss, self.optimizer, policy.parameters(), max_grad_norm=cfg.max_grad_norm,
+        scaled = loss if scale is None else loss * scale
+        optimizer_step(scaled, self.optimizer, policy.parameters(), max_grad_norm=cfg.max_grad_norm,
                        what="MLE loss", hint="lower MLEConfig.lr")  # fmt: skip
         return {"mle/loss": float(loss.detach()), **parts}
 

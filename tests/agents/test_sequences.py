@@ -101,3 +101,26 @@ def test_bucketing_rejects_misaligned_lengths():
         next(bucketed_minibatches(rows, lengths=torch.ones(3), batch_size=2, generator=generator))
     with pytest.raises(TypeError, match="Generator"):
         next(bucketed_minibatches(rows, lengths=torch.ones(4), batch_size=2, generator=None))
+
+
+def test_bucketed_training_gives_every_target_the_same_weight(synthetic, monkeypatch):
+    from agents.mle import MLEConfig, MLETrainer
+
+    _, split = synthetic
+    policy = _policy("sasrec", split.dataset.n_items)
+    config = MLEConfig(epochs=1, batch_size=16, batching="bucketed", max_len=10)
+    trainer = MLETrainer(policy, split, config)
+    weights = []
+    step = trainer._step
+
+    def spy(inputs, targets, generator, scale=None):
+        weights.append(float(scale) / int((targets > 0).sum()))  # weight of each target
+        return step(inputs, targets, generator, scale)
+
+    monkeypatch.setattr(trainer, "_step", spy)
+    trainer.fit()
+    inputs, targets = training_windows(split, 10)
+    per_target = len(inputs) / (float((targets > 0).sum()) * 16)
+    assert len(weights) == -(-len(inputs) // 16)
+    # batches of 16 short rows and of 16 long rows: without the scale these would differ ~5x
+    torch.testing.assert_close(torch.tensor(weights), torch.full((len(weights),), per_target))
