@@ -198,3 +198,20 @@ def test_a_control_is_the_same_fit_whatever_ran_before_it(synthetic):
     assert again.info == alone.info
     for a, b in zip(alone.recommender.parameters(), again.recommender.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_sasrec_batch_size_holds_the_same_targets_per_step(synthetic):
+    from agents.sequences import training_windows
+
+    _, split = synthetic
+    inputs, targets = training_windows(split, 50)
+    per_window = float((targets > 0).sum()) / len(inputs)
+    auto = ModelZoo(split, ZooConfig(sasrec_batch_targets=40 * 64)).sasrec_batch_size()
+    assert 64 <= auto <= 256 and auto == min(256, max(64, round(40 * 64 / per_window)))
+    big = ModelZoo(split, ZooConfig(sasrec_batch_targets=10**6)).sasrec_batch_size()
+    assert big == 256  # clamped
+    fixed = ModelZoo(split, ZooConfig(sasrec_batch_size=32))
+    assert fixed.mle_config(fresh_sasrec=True).batch_size == 32
+    config = ModelZoo(split).mle_config(fresh_sasrec=True)
+    assert (config.batching, config.loss_dtype) == ("bucketed", "bfloat16")
+    assert ModelZoo(split).mle_config().batching == "random"  # GRU4Rec, SAO: unchanged
