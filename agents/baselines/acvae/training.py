@@ -49,7 +49,7 @@ from agents.baselines.acvae.model import (
 from agents.checkpoint import forked_global_rng
 from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
 from agents.losses import chunked_cross_entropy
-from agents.sequences import minibatches, training_windows
+from agents.sequences import drop_padding_columns, minibatches, training_windows
 from recgym._checks import check_float, check_int, check_model_and_split
 from recgym._progress import metric_postfix, progress_bar
 from recgym.device import resolve_device
@@ -348,19 +348,6 @@ class ACVAETrainer:
             self.model, self.split, max_len=self.max_len,
             batch_size=self.config.eval_batch_size, device=self.device,
         )  # fmt: skip
-
-
-def drop_padding_columns(inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """Drop the leading columns that are padding in every row: ``(B, L) -> (B, L')``.
-
-    The GRUs and the convolution cost ``O(L)`` per row, and on short-history data (Amazon: a
-    median of 4 training items per user in windows of 50) many columns of a batch are padding. The
-    encoder is left-padding invariant and every loss is a mean over real positions, so only
-    ``G_omega``'s GRU, which reads the left-padded pairs, sees fewer leading zeros.
-    """
-    real = (inputs != 0).any(dim=0)  # (L,)
-    first = int(real.to(torch.int8).argmax()) if bool(real.any()) else inputs.shape[1] - 1
-    return inputs[:, first:], targets[:, first:]
 
 
 # ----------------------------------------------------------------------------- internals
