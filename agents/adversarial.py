@@ -62,7 +62,7 @@ from agents.checkpoint import (
 )
 from agents.distributed import rl as ddp_rl
 from agents.distributed.training import gather_rank_states, own_rank_state
-from agents.early_stopping import validation_metrics
+from agents.early_stopping import Monitor, validation_metrics
 from agents.mle import MLEConfig, MLETrainer
 from agents.policy import SequencePolicy
 from agents.quality import catalogue_coverage, gini, oracle_continuation_loglik
@@ -112,6 +112,8 @@ class AdversarialTrainer:
             (MLE data-parallel, the reward model on every rank alike, then rank 0's weights
             broadcast) and validation (sharded) are too; rank 0 alone writes checkpoints,
             which hold every rank's generator states. Built-in policy gradient only.
+        monitor: extra metrics recorded at every evaluation and never used to select or stop
+            (e.g. :func:`agents.early_stopping.test_monitor`).
     """
 
     def __init__(
@@ -128,8 +130,12 @@ class AdversarialTrainer:
         env: BatchedRecEnv | None = None,
         gen_algo: GeneratorAlgorithm | None = None,
         distributed: bool | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.config = c = AdversarialConfig() if config is None else config
+        if monitor is not None and not callable(monitor):
+            raise TypeError(f"monitor must be callable (policy -> dict); got {monitor!r}")
+        self.monitor = monitor
         if not isinstance(c, AdversarialConfig):
             raise TypeError(f"config must be an AdversarialConfig; got {type(c).__name__}")
         check_components(policy, reward_model, split)
@@ -339,6 +345,8 @@ class AdversarialTrainer:
                 n_users=c.n_eval_users, max_len=c.max_len, seed=c.seed,
                 exclude_seen=c.exclude_seen,
             )  # fmt: skip
+        if self.monitor is not None:
+            metrics |= dict(self.monitor(self.policy))
         return metrics
 
     def frame(self) -> pd.DataFrame:

@@ -13,6 +13,7 @@ minimum number of epochs (:class:`BestWeights`' ``min_epochs`` and ``smoothing``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,43 @@ def validation_metrics(
     )  # fmt: skip
     values = frame.set_index(["metric", "k"])["value"]
     return {"eval/NDCG@10": float(values[("NDCG", 10)]), "eval/HR@10": float(values[("HR", 10)])}
+
+
+Monitor = Callable[[Any], Mapping[str, float]]
+"""Called with the model at every validation; its ``{name: value}`` go into the trainer's
+history next to ``eval/*`` and are never used for selection or stopping."""
+
+
+def test_monitor(
+    split: Split, *, max_len: int, batch_size: int = 1024, device: torch.device | str = "cpu"
+) -> Monitor:
+    """A :data:`Monitor` of test full-ranking NDCG@10 / HR@10 (``monitor/test_NDCG@10``, ..).
+
+    For measuring, never for choosing: the official MFGAN code reports the best of its test
+    evaluations during training; the maximum of this column over a run minus the test score
+    of the validation-selected weights is how much that practice inflates a result.
+    """
+
+    def monitor(model: Any) -> dict[str, float]:
+        frame = evaluate(
+            model, split, "test", protocols=("full",), ks=(10,), max_len=max_len,
+            batch_size=batch_size, device=device,
+        )  # fmt: skip
+        values = frame.set_index(["metric", "k"])["value"]
+        return {
+            "monitor/test_NDCG@10": float(values[("NDCG", 10)]),
+            "monitor/test_HR@10": float(values[("HR", 10)]),
+        }
+
+    return monitor
+
+
+def best_of_monitor(history: pd.DataFrame, column: str = "monitor/test_NDCG@10") -> float:
+    """The largest value ``column`` took over a run (NaN when it was never recorded)."""
+    if column not in history:
+        return float("nan")
+    values = history[column].dropna()
+    return float(values.max()) if len(values) else float("nan")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from torch import Tensor
 from agents import distributed as ddp
 from agents.distributed.mle import DistributedMLEMixin
 from agents.distributed.training import own_rank_state
-from agents.early_stopping import BestWeights, TrainingResult, validation_metrics
+from agents.early_stopping import BestWeights, Monitor, TrainingResult, validation_metrics
 from agents.losses import LOSSES, sample_negatives, sequence_loss  # noqa: F401 (re-exported)
 from agents.mle_config import BATCHINGS, LOSS_DTYPES, MLEConfig  # noqa: F401 (re-exported)
 from agents.perturbation import PerturbationConfig, adversarial_loss
@@ -79,6 +79,9 @@ class MLETrainer(DistributedMLEMixin):
             batch, validation is sharded (:mod:`agents.distributed.evaluation`), and only
             rank 0 writes ``checkpoint_path`` and ``state_path``. Dropout and BCE negatives
             draw per rank (a given world size is reproducible). Not with ``perturbation``.
+        monitor: extra metrics recorded at every validation and never used to select or stop
+            (e.g. :func:`agents.early_stopping.test_monitor`, to measure what picking the best
+            test evaluation would report).
     """
 
     _loss_fn = staticmethod(sequence_loss)  # for the data-parallel half (DistributedMLEMixin)
@@ -98,8 +101,12 @@ class MLETrainer(DistributedMLEMixin):
         perturbation: PerturbationConfig | None = None,
         state_path: str | os.PathLike | None = None,
         distributed: bool | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         check_model_and_split(policy, split, SequencePolicy, what="policy")
+        if monitor is not None and not callable(monitor):
+            raise TypeError(f"monitor must be callable (model -> dict); got {monitor!r}")
+        self.monitor = monitor
         if perturbation is not None and not isinstance(perturbation, PerturbationConfig):
             raise TypeError(f"perturbation must be a PerturbationConfig; got {perturbation!r}")
         self.config = MLEConfig() if config is None else config
@@ -326,10 +333,11 @@ class MLETrainer(DistributedMLEMixin):
         """Validation NDCG@10 and HR@10 under full ranking (eval mode, no gradient); sharded
         over the ranks under ``distributed`` (the same numbers, to the digit)."""
         metric_fn = ddp.sharded_validation_metrics if self.distributed else validation_metrics
-        return metric_fn(
+        metrics = metric_fn(
             self.policy, self.split, max_len=self.max_len,
             batch_size=self.config.eval_batch_size, device=self.device,
         )  # fmt: skip
+        return metrics if self.monitor is None else metrics | dict(self.monitor(self.policy))
 
 
 def _summary_writer(log_dir: Path | None):

@@ -104,6 +104,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="ce",
         help="MLE loss of SASRec/GRU4Rec (bce: SASRec's, for large catalogues)",
     )
+    parser.add_argument(
+        "--monitor-test",
+        action="store_true",
+        help="also rank test at every validation and record the best of those scores "
+        "(info/test_ndcg10_best_of_evals: what choosing on test would report; never selects)",
+    )
     args = parser.parse_args(argv)
     args.models = [canonical_name(m) for m in args.models]  # former names (asasrec) accepted
     if args.quick:
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     results = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=KEYS)
     check_same_loss(results, args.mle_loss, path)
     config = ZooConfig.quick() if args.quick else ZooConfig()
-    overrides = {"mle_loss": args.mle_loss}
+    overrides = {"mle_loss": args.mle_loss, "monitor_test": args.monitor_test}
     rounds = {"adversarial_rounds": args.rounds, "mfgan_rounds": args.rounds}
     overrides |= rounds if args.rounds else {}
     overrides |= {} if args.acvae_epochs is None else {"acvae_epochs": args.acvae_epochs}

@@ -144,11 +144,12 @@ def fit_adversarial(
     ``pretrain``: the discriminator's ``PretrainConfig`` (``None``: the trainer's default).
     """
     from agents.adversarial import AdversarialTrainer
+    from agents.early_stopping import best_of_monitor
 
     policy = zoo.start_from(base)
     trainer = AdversarialTrainer(
         policy, reward_model.to(zoo.device), zoo.split, config, device=zoo.device,
-        pretrain_config=pretrain,
+        pretrain_config=pretrain, monitor=zoo.monitor(),
     )  # fmt: skip
     history = trainer.train()
     best = trainer.restore_best()
@@ -163,4 +164,6 @@ def fit_adversarial(
         "heldout_auc_last": float(last.get("disc/heldout_auc", float("nan"))),
         "kl_from_start_last": float(last.get("policy/kl_from_start", float("nan"))),
     }
+    if "monitor/test_NDCG@10" in history:
+        info["test_ndcg10_best_of_evals"] = best_of_monitor(history)
     return policy, info, base

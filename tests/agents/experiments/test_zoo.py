@@ -215,3 +215,35 @@ def test_sasrec_batch_size_holds_the_same_targets_per_step(synthetic):
     config = ModelZoo(split).mle_config(fresh_sasrec=True)
     assert (config.batching, config.loss_dtype) == ("bucketed", "bfloat16")
     assert ModelZoo(split).mle_config().batching == "random"  # GRU4Rec, SAO: unchanged
+
+
+def test_the_test_monitor_records_test_scores_without_changing_the_fit(synthetic):
+    """``monitor_test`` ranks test at every validation (the best of them is reported) and
+    leaves training and selection exactly as they were."""
+    _, split = synthetic
+    config = dataclasses.replace(ZooConfig.quick(), mle_epochs=3)
+    plain = ModelZoo(split, config, seed=0).fit("sasrec")
+    watched_zoo = ModelZoo(split, dataclasses.replace(config, monitor_test=True), seed=0)
+    watched = watched_zoo.fit("sasrec")
+    assert "test_ndcg10_best_of_evals" not in plain.info
+    for a, b in zip(plain.recommender.state_dict().values(),
+                    watched.recommender.state_dict().values(), strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+    test = evaluate(watched.recommender, split, "test", protocols=("full",), ks=(10,),
+                    max_len=watched.max_len)  # fmt: skip
+    selected = test.loc[test["metric"] == "NDCG", "value"].item()
+    # the selected weights were among those ranked, so the best test score is at least theirs
+    assert watched.info["test_ndcg10_best_of_evals"] >= selected - 1e-9
+    adversarial = watched_zoo.fit("mfgan-wmle")
+    assert adversarial.info["test_ndcg10_best_of_evals"] >= 0.0
+
+
+def test_monitor_must_be_callable(synthetic):
+    from agents.mle import MLETrainer
+
+    _, split = synthetic
+    policy = ModelZoo(split, ZooConfig.quick(), seed=0).new_policy("sasrec")
+    with pytest.raises(TypeError, match="monitor must be callable"):
+        MLETrainer(policy, split, monitor="test")
+    with pytest.raises(ValueError, match="ZooConfig.monitor_test must be a bool"):
+        ZooConfig(monitor_test=1)
