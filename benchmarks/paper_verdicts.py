@@ -13,6 +13,10 @@ Usage::
 
 (``mfgan-wmle - mfgan-wmle-permuted`` is the adversary's contribution to MFGAN's weighted MLE;
 the controls share every random stream with it, so the pairs are tight.)
+
+``--inflation`` adds, per system, what reporting the best of its test evaluations would have
+claimed over the validation-selected row (CSVs of ``reproduce.py --monitor-test``, column
+``info/test_ndcg10_best_of_evals``; the official MFGAN code reports that best).
 """
 
 from __future__ import annotations
@@ -59,12 +63,32 @@ def relative_improvement(frame: pd.DataFrame, system: str, base: str, columns: l
     }  # fmt: skip
 
 
+def inflation(frame: pd.DataFrame, column: str = "full/NDCG@10") -> pd.DataFrame:
+    """Per (data, model): best-of-test-evaluations minus the selected test ``column``."""
+    best = "info/test_ndcg10_best_of_evals"
+    if best not in frame:
+        raise ValueError(f"no {best!r} column: run reproduce.py with --monitor-test")
+    rows = []
+    for (data, model), cells in frame.dropna(subset=[best]).groupby(["data", "model"], sort=False):
+        gap = cells[best] - cells[column]
+        rows.append({
+            "data": data, "model": model, "seeds": len(gap), "selected": cells[column].mean(),
+            "best_of_test": cells[best].mean(), "inflation": gap.mean(),
+            "relative": (gap / cells[column]).mean(),
+            "per_seed": " / ".join(f"{x:+.4f}" for x in gap),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("csv", nargs="+")
     parser.add_argument("--pairs", nargs="+", required=True, help="system:base, e.g. apr:bpr-mf")
     parser.add_argument("--columns", nargs="+", default=["full/NDCG@10"])
     parser.add_argument("--ri", action="store_true", help="add APR's mean relative improvement")
+    parser.add_argument(
+        "--inflation", action="store_true", help="add best-of-test-evaluations minus selected"
+    )
     args = parser.parse_args(argv)
     frame = pd.concat([pd.read_csv(p) for p in args.csv], ignore_index=True)
     rows = []
@@ -81,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"data": data, **ri})
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+        if args.inflation:
+            print("\nbest of the test evaluations - the validation-selected test score:")
+            print(inflation(frame).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     return 0
 
 

@@ -53,6 +53,22 @@ def test_reproduce_quick_pairs_mfgan_wmle_with_its_permuted_control(tmp_path):
     )
 
 
+def test_monitor_test_reports_what_choosing_on_test_would_claim(tmp_path, capsys):
+    reproduce, verdicts = load_script("reproduce"), load_script("paper_verdicts")
+    argv = ["--quick", "--models", "sasrec", "mfgan", "--out-dir", str(tmp_path), "--no-progress",
+            "--monitor-test"]  # fmt: skip
+    assert reproduce.main(argv) == 0
+    results = pd.read_csv(tmp_path / "results.csv")
+    best = results["info/test_ndcg10_best_of_evals"]
+    assert (best >= results["full/NDCG@10"] - 1e-9).all()  # selected weights were ranked too
+    table = verdicts.inflation(results)
+    assert table["model"].tolist() == ["sasrec", "mfgan"]
+    expected = (best - results["full/NDCG@10"]).tolist()
+    assert table["inflation"].tolist() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="--monitor-test"):
+        verdicts.inflation(results.drop(columns="info/test_ndcg10_best_of_evals"))
+
+
 def test_reproduce_keeps_rows_another_process_appended(tmp_path, monkeypatch):
     """Two runs may share one --out-dir (e.g. another model of the same table): no lost rows."""
     reproduce = load_script("reproduce")
