@@ -74,10 +74,23 @@ def test_monitor(
 
 def best_of_monitor(history: pd.DataFrame, column: str = "monitor/test_NDCG@10") -> float:
     """The largest value ``column`` took over a run (NaN when it was never recorded)."""
-    if column not in history:
-        return float("nan")
-    values = history[column].dropna()
+    values = history[column].dropna() if column in history else pd.Series(dtype=float)
     return float(values.max()) if len(values) else float("nan")
+
+
+def monitor_info(history: pd.DataFrame) -> dict[str, float]:
+    """What a trainer's history says through :func:`test_monitor` (``{}`` without it): the best
+    test NDCG@10 over its evaluations and the last one (the weights training ended with, not
+    the selected ones; with a fine-tuned system kept at its start, the last evaluation shows
+    where the updates themselves led)."""
+    column = "monitor/test_NDCG@10"
+    if column not in history or history[column].isna().all():
+        return {}
+    return {
+        "test_ndcg10_best_of_evals": best_of_monitor(history, column),
+        "test_ndcg10_last_eval": float(history[column].dropna().iloc[-1]),
+        "valid_ndcg10_last_eval": float(history["eval/NDCG@10"].dropna().iloc[-1]),
+    }
 
 
 @dataclass(frozen=True)

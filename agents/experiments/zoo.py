@@ -297,16 +297,13 @@ def _acvae(zoo: ModelZoo) -> Fitted:
 
 
 def _mle_info(result: Any) -> dict[str, Any]:
-    from agents.early_stopping import best_of_monitor
+    from agents.early_stopping import monitor_info
 
-    info = {
+    return {
         "best_epoch": result.best_epoch,
         "valid_ndcg10": result.best_metrics.get("eval/NDCG@10", float("nan")),
         "epochs_run": int(result.history["epoch"].max()),
-    }
-    if "monitor/test_NDCG@10" in result.history:
-        info["test_ndcg10_best_of_evals"] = best_of_monitor(result.history)
-    return info
+    } | monitor_info(result.history)
 
 
 FITTERS: dict[str, Callable[[ModelZoo], Fitted]] = {

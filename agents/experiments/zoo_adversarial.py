@@ -144,7 +144,7 @@ def fit_adversarial(
     ``pretrain``: the discriminator's ``PretrainConfig`` (``None``: the trainer's default).
     """
     from agents.adversarial import AdversarialTrainer
-    from agents.early_stopping import best_of_monitor
+    from agents.early_stopping import monitor_info
 
     policy = zoo.start_from(base)
     trainer = AdversarialTrainer(
@@ -163,7 +163,5 @@ def fit_adversarial(
         "disc_auc_last": float(last.get("disc/auc", float("nan"))),
         "heldout_auc_last": float(last.get("disc/heldout_auc", float("nan"))),
         "kl_from_start_last": float(last.get("policy/kl_from_start", float("nan"))),
-    }
-    if "monitor/test_NDCG@10" in history:
-        info["test_ndcg10_best_of_evals"] = best_of_monitor(history)
+    } | monitor_info(history)
     return policy, info, base

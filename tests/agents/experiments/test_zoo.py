@@ -234,8 +234,11 @@ def test_the_test_monitor_records_test_scores_without_changing_the_fit(synthetic
     selected = test.loc[test["metric"] == "NDCG", "value"].item()
     # the selected weights were among those ranked, so the best test score is at least theirs
     assert watched.info["test_ndcg10_best_of_evals"] >= selected - 1e-9
+    assert watched.info["test_ndcg10_last_eval"] <= watched.info["test_ndcg10_best_of_evals"]
     adversarial = watched_zoo.fit("mfgan-wmle")
-    assert adversarial.info["test_ndcg10_best_of_evals"] >= 0.0
+    last = adversarial.info["test_ndcg10_last_eval"]
+    assert 0.0 <= last <= adversarial.info["test_ndcg10_best_of_evals"]
+    assert adversarial.info["valid_ndcg10_last_eval"] <= adversarial.info["valid_ndcg10"]
 
 
 def test_monitor_must_be_callable(synthetic):
