@@ -39,9 +39,9 @@ from agents.policy import SequencePolicy
 from agents.schedules import lr_factor
 from agents.sequences import (
     bucketed_minibatches,
-    drop_padding_columns,
     minibatches,
     training_windows,
+    trimmed_batches,
 )
 from recgym._checks import check_model_and_split
 from recgym._progress import metric_postfix, progress_bar
@@ -206,7 +206,7 @@ class MLETrainer(DistributedMLEMixin):
     ) -> dict[str, float]:
         """One shuffled pass; returns the mean losses weighted by batch size."""
         self.policy.train()
-        sums: dict[str, float] = {}
+        sums: dict[str, Tensor] = {}
         cfg = self.config
         if cfg.batching == "bucketed":
             lengths = (inputs != 0).sum(dim=1)
@@ -221,9 +221,11 @@ class MLETrainer(DistributedMLEMixin):
         # more than one of a long batch. Scaling each batch's mean by its share of the average
         # target count gives every target the weight it has under random batches.
         per_batch = float((targets > 0).sum()) * cfg.batch_size / len(inputs)
+        sync = cfg.sync_interval(self.device)
+        if cfg.trim_padding:
+            batches = trimmed_batches(batches, sync)
+        window: list[Tensor] = []  # the losses since the last read of the device
         for step, (batch_inputs, batch_targets) in enumerate(batches):
-            if cfg.trim_padding:
-                batch_inputs, batch_targets = drop_padding_columns(batch_inputs, batch_targets)
             self._set_lr(epoch - 1 + (step + 1) / n_steps)
             if self.distributed:
                 losses = self._shard_step(batch_inputs, batch_targets, negatives)
@@ -231,10 +233,31 @@ class MLETrainer(DistributedMLEMixin):
                 scale = (
                     (batch_targets > 0).sum() / per_batch if cfg.batching == "bucketed" else None
                 )
-                losses = self._step(batch_inputs, batch_targets, negatives, scale)
+                losses = self._step(
+                    batch_inputs, batch_targets, negatives, scale, check_finite=sync == 1
+                )
             for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + value * len(batch_inputs)
-        return {key: value / len(inputs) for key, value in sums.items()}
+                # float64 on the device: the same sums, in the same order, as Python floats
+                weighted = torch.as_tensor(value, dtype=torch.float64) * len(batch_inputs)
+                sums[key] = sums[key] + weighted if key in sums else weighted
+            window.append(losses["mle/loss"])
+            if len(window) == sync:
+                self._check_finite(window, step)
+                window = []
+        if window:
+            self._check_finite(window, step)
+        return {key: float(value) / len(inputs) for key, value in sums.items()}
+
+    def _check_finite(self, losses: list, step: int) -> None:
+        """One device read for the last ``len(losses)`` steps (already refused one by one when
+        ``sync_every`` is 1)."""
+        if len(losses) > 1 and not bool(torch.isfinite(torch.stack(
+                [torch.as_tensor(x) for x in losses])).all()):  # fmt: skip
+            raise RecGymError(
+                f"MLE loss became non-finite within steps {step + 2 - len(losses)}..{step + 1} "
+                f"of this epoch (MLEConfig.sync_every={len(losses)} steps per check); lower "
+                f"MLEConfig.lr"
+            )
 
     def _set_lr(self, progress: float) -> None:
         """The scheduled learning rate of the step that ends at ``progress`` epochs."""
@@ -245,10 +268,16 @@ class MLETrainer(DistributedMLEMixin):
             group["lr"] = cfg.lr * factor
 
     def _step(
-        self, inputs: Tensor, targets: Tensor, generator: torch.Generator, scale=None
+        self,
+        inputs: Tensor,
+        targets: Tensor,
+        generator: torch.Generator,
+        scale=None,
+        check_finite: bool = True,
     ) -> dict:
         """One optimiser step on a batch (its loss times ``scale``, a 0-d tensor, when given);
-        returns its unscaled losses as floats."""
+        returns its unscaled losses as detached 0-d tensors (no device read unless
+        ``check_finite``, which refuses a non-finite loss before the step)."""
         cfg, policy = self.config, self.policy
         negatives = (
             sample_negatives(targets, policy.n_items, generator) if cfg.loss == "bce" else None
@@ -273,14 +302,12 @@ class MLETrainer(DistributedMLEMixin):
         else:
             adv = adversarial_loss(loss_at, policy.item_embedding.weight, self.perturbation)
             loss = adv.total
-            parts = {
-                "mle/clean_loss": float(adv.clean.detach()),
-                "mle/adv_loss": float(adv.adversarial.detach()),
-            }
+            parts = {"mle/clean_loss": adv.clean.detach(), "mle/adv_loss": adv.adversarial.detach()}
         scaled = loss if scale is None else loss * scale
         optimizer_step(scaled, self.optimizer, policy.parameters(), max_grad_norm=cfg.max_grad_norm,
-                       what="MLE loss", hint="lower MLEConfig.lr")  # fmt: skip
-        return {"mle/loss": float(loss.detach()), **parts}
+                       what="MLE loss", hint="lower MLEConfig.lr",
+                       check_finite=check_finite)  # fmt: skip
+        return {"mle/loss": loss.detach(), **parts}
 
     # ------------------------------------------------------------------ resuming
     def _save_state(self, rows: list, order, negatives, best: BestWeights, done: bool) -> None:

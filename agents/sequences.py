@@ -11,7 +11,8 @@ computed with array operations over the CSR layout, without a Python loop over u
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -143,6 +144,30 @@ def drop_padding_columns(inputs: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
     # scalar, and the slice needs a Python int
     first = int(real.to(torch.int8).argmax()) if bool(real.any()) else inputs.shape[1] - 1
     return (inputs[:, first:], *(t[:, first:] for t in others))
+
+
+def trimmed_batches(
+    batches: Iterable[tuple[Tensor, ...]], chunk: int = 1
+) -> Iterator[tuple[Tensor, ...]]:
+    """:func:`drop_padding_columns` on each ``(inputs, *others)`` batch, reading the device
+    once per ``chunk`` batches instead of once per batch (the same batches, exactly).
+
+    Each trimmed width needs a Python int, i.e. a host sync; on CUDA one per step stalls the
+    queue, so the first real column of ``chunk`` upcoming batches is found in one transfer.
+    """
+    check_positive_int("chunk", chunk)
+    if chunk == 1:
+        for batch in batches:
+            yield drop_padding_columns(*batch)
+        return
+    iterator = iter(batches)
+    while pending := list(itertools.islice(iterator, chunk)):
+        width = pending[0][0].shape[1]
+        real = torch.stack([(batch[0] != 0).any(dim=0) for batch in pending])  # (chunk, L)
+        # the first real column; an all-padding batch keeps its last column
+        first = torch.where(real.any(dim=1), real.to(torch.int8).argmax(dim=1), width - 1)
+        for batch, start in zip(pending, first.tolist(), strict=True):
+            yield tuple(t[:, start:] for t in batch)
 
 
 def bucketed_minibatches(

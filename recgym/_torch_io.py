@@ -247,14 +247,18 @@ def optimizer_step(
     max_grad_norm: float | None = None,
     what: str = "loss",
     hint: str = "lower the learning rate",
+    check_finite: bool = True,
 ) -> None:
     """One guarded update: refuse a non-finite ``loss``, then zero, backpropagate, clip, step.
+
+    ``check_finite=False`` skips the refusal (a host sync) for a caller that checks its losses
+    itself, at an interval.
 
     Raises:
         RecGymError: ``loss`` is NaN or infinite (named by ``what``, with ``hint``); the weights
             are left as they were, so no step is taken on a diverged loss.
     """
-    if not bool(torch.isfinite(loss)):
+    if check_finite and not bool(torch.isfinite(loss)):
         raise RecGymError(f"{what} became non-finite ({float(loss.detach())}); {hint}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -377,3 +377,50 @@ def test_progress_shows_the_epoch_and_the_validation_metric(synthetic_split, cap
     MLETrainer(small_sasrec(), synthetic_split, config, progress=True).fit()
     err = capsys.readouterr().err
     assert "mle" in err and "2/2" in err and "val_ndcg10=" in err
+
+
+# --------------------------------------------------------------------------- device reads
+@pytest.mark.parametrize("batching", ["random", "bucketed"])
+def test_sync_every_changes_no_weight_and_no_logged_loss(synthetic_split, batching):
+    """Reading the device every 7 steps instead of every step (CUDA's default is 64) trains
+    the same weights and logs the same epoch losses, bit for bit."""
+    runs = []
+    for sync_every in (1, 7):
+        torch.manual_seed(0)
+        policy = small_sasrec()
+        config = MLEConfig(epochs=2, batch_size=16, batching=batching, max_len=20, seed=3,
+                           sync_every=sync_every)  # fmt: skip
+        result = MLETrainer(policy, synthetic_split, config).fit()
+        runs.append((policy.state_dict(), result.history["mle/loss"].tolist()))
+    (weights_a, losses_a), (weights_b, losses_b) = runs
+    assert losses_a == losses_b
+    for key in weights_a:
+        assert torch.equal(weights_a[key], weights_b[key]), key
+
+
+@pytest.mark.parametrize(
+    ("sync_every", "match"),
+    [(1, r"non-finite \(nan\)"), (4, r"within steps \d+\.\.\d+.*sync_every=")],
+)
+def test_a_non_finite_loss_stops_training_at_any_sync_interval(
+    synthetic_split, monkeypatch, sync_every, match
+):
+    policy = small_sasrec()
+    before = copy.deepcopy(policy.state_dict())
+    config = MLEConfig(epochs=1, batch_size=16, max_len=20, sync_every=sync_every)
+    trainer = MLETrainer(policy, synthetic_split, config)
+    monkeypatch.setattr(mle_module, "sequence_loss", lambda *a, **k: torch.tensor(float("nan"),
+                        requires_grad=True))  # fmt: skip
+    with pytest.raises(recgym.RecGymError, match=match):
+        trainer.fit()
+    if sync_every == 1:  # refused before the step: the weights are untouched
+        for key, value in before.items():
+            assert torch.equal(policy.state_dict()[key], value), key
+
+
+def test_sync_every_must_be_a_positive_int():
+    with pytest.raises(ValueError, match="sync_every"):
+        MLEConfig(sync_every=0)
+    assert MLEConfig().sync_interval(torch.device("cpu")) == 1
+    assert MLEConfig().sync_interval(torch.device("cuda")) == 64
+    assert MLEConfig(sync_every=5).sync_interval(torch.device("cpu")) == 5

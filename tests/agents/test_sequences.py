@@ -10,7 +10,12 @@ from hypothesis import strategies as st
 from agents.gru import GRUConfig, GRUPolicy
 from agents.losses import sequence_loss
 from agents.sasrec import SASRecConfig, SASRecPolicy
-from agents.sequences import bucketed_minibatches, drop_padding_columns, training_windows
+from agents.sequences import (
+    bucketed_minibatches,
+    drop_padding_columns,
+    training_windows,
+    trimmed_batches,
+)
 
 
 def _policy(kind: str, n_items: int):
@@ -113,9 +118,9 @@ def test_bucketed_training_gives_every_target_the_same_weight(synthetic, monkeyp
     weights = []
     step = trainer._step
 
-    def spy(inputs, targets, generator, scale=None):
+    def spy(inputs, targets, generator, scale=None, **kwargs):
         weights.append(float(scale) / int((targets > 0).sum()))  # weight of each target
-        return step(inputs, targets, generator, scale)
+        return step(inputs, targets, generator, scale, **kwargs)
 
     monkeypatch.setattr(trainer, "_step", spy)
     trainer.fit()
@@ -124,3 +129,26 @@ def test_bucketed_training_gives_every_target_the_same_weight(synthetic, monkeyp
     assert len(weights) == -(-len(inputs) // 16)
     # batches of 16 short rows and of 16 long rows: without the scale these would differ ~5x
     torch.testing.assert_close(torch.tensor(weights), torch.full((len(weights),), per_target))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 6), min_size=1, max_size=40),
+    batch_size=st.integers(1, 7),
+    chunk=st.integers(1, 9),
+)
+def test_trimmed_batches_equal_trimming_each_batch(lengths, batch_size, chunk):
+    """One device read per ``chunk`` batches trims exactly as one read per batch (all-padding
+    batches keep their last column)."""
+    width = 6
+    inputs = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        inputs[row, width - n :] = torch.arange(1, n + 1)
+    targets = inputs.roll(-1, dims=1)
+    batches = [(inputs[i : i + batch_size], targets[i : i + batch_size])
+               for i in range(0, len(inputs), batch_size)]  # fmt: skip
+    expected = [drop_padding_columns(*batch) for batch in batches]
+    got = list(trimmed_batches(iter(batches), chunk))
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
