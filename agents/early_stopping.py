@@ -28,15 +28,21 @@ from recgym.splits import Split
 
 
 def validation_metrics(
-    model: Any, split: Split, *, max_len: int, batch_size: int, device: torch.device | str
+    model: Any,
+    split: Split,
+    *,
+    max_len: int,
+    batch_size: int,
+    device: torch.device | str,
+    stage: str = "valid",
 ) -> dict[str, float]:
-    """``{"eval/NDCG@10": .., "eval/HR@10": ..}``: validation stage, full ranking.
+    """``{"eval/NDCG@10": .., "eval/HR@10": ..}``: validation stage (or ``stage``), full ranking.
 
     ``model`` is any ``recgym.types.Recommender``; it is scored in eval mode without gradients
     (``recgym.evaluate`` handles that through ``model.score``).
     """
     frame = evaluate(
-        model, split, "valid", protocols=("full",), ks=(10,), max_len=max_len,
+        model, split, stage, protocols=("full",), ks=(10,), max_len=max_len,
         batch_size=batch_size, device=device,
     )  # fmt: skip
     values = frame.set_index(["metric", "k"])["value"]
@@ -59,15 +65,10 @@ def test_monitor(
     """
 
     def monitor(model: Any) -> dict[str, float]:
-        frame = evaluate(
-            model, split, "test", protocols=("full",), ks=(10,), max_len=max_len,
-            batch_size=batch_size, device=device,
-        )  # fmt: skip
-        values = frame.set_index(["metric", "k"])["value"]
-        return {
-            "monitor/test_NDCG@10": float(values[("NDCG", 10)]),
-            "monitor/test_HR@10": float(values[("HR", 10)]),
-        }
+        metrics = validation_metrics(
+            model, split, max_len=max_len, batch_size=batch_size, device=device, stage="test"
+        )
+        return {key.replace("eval/", "monitor/test_"): value for key, value in metrics.items()}
 
     return monitor
 
