@@ -240,23 +240,22 @@ class MLETrainer(DistributedMLEMixin):
                 # float64 on the device: the same sums, in the same order, as Python floats
                 weighted = torch.as_tensor(value, dtype=torch.float64) * len(batch_inputs)
                 sums[key] = sums[key] + weighted if key in sums else weighted
-            window.append(losses["mle/loss"])
-            if len(window) == sync:
-                self._check_finite(window, step)
-                window = []
+            if sync > 1:  # with 1, _step has refused a non-finite loss before its update
+                window.append(losses["mle/loss"])
+                if len(window) == sync:
+                    self._check_finite(window, step)
+                    window = []
         if window:
             self._check_finite(window, step)
         return {key: float(value) / len(inputs) for key, value in sums.items()}
 
     def _check_finite(self, losses: list, step: int) -> None:
-        """One device read for the last ``len(losses)`` steps (already refused one by one when
-        ``sync_every`` is 1)."""
-        if len(losses) > 1 and not bool(torch.isfinite(torch.stack(
-                [torch.as_tensor(x) for x in losses])).all()):  # fmt: skip
+        """One device read for the losses of the steps that end at ``step``."""
+        if not bool(torch.isfinite(torch.stack([torch.as_tensor(x) for x in losses])).all()):
             raise RecGymError(
                 f"MLE loss became non-finite within steps {step + 2 - len(losses)}..{step + 1} "
-                f"of this epoch (MLEConfig.sync_every={len(losses)} steps per check); lower "
-                f"MLEConfig.lr"
+                f"of this epoch (one check per MLEConfig.sync_every="
+                f"{self.config.sync_interval(self.device)} steps); lower MLEConfig.lr"
             )
 
     def _set_lr(self, progress: float) -> None:

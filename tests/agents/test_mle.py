@@ -424,3 +424,20 @@ def test_sync_every_must_be_a_positive_int():
     assert MLEConfig().sync_interval(torch.device("cpu")) == 1
     assert MLEConfig().sync_interval(torch.device("cuda")) == 64
     assert MLEConfig(sync_every=5).sync_interval(torch.device("cpu")) == 5
+
+
+def test_a_non_finite_loss_in_the_last_partial_interval_is_caught(synthetic_split, monkeypatch):
+    """The epoch's last steps form a shorter interval; a NaN there still stops training."""
+    n_steps = -(-len(training_windows(synthetic_split, 20)[0]) // 16)
+    config = MLEConfig(epochs=1, batch_size=16, max_len=20, sync_every=n_steps - 1)
+    trainer = MLETrainer(small_sasrec(), synthetic_split, config)
+    calls, real_loss = [], mle_module.sequence_loss
+
+    def nan_at_the_end(*args, **kwargs):
+        calls.append(1)
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if len(calls) == n_steps else loss
+
+    monkeypatch.setattr(mle_module, "sequence_loss", nan_at_the_end)
+    with pytest.raises(recgym.RecGymError, match=rf"within steps {n_steps}\.\.{n_steps}"):
+        trainer.fit()
