@@ -102,7 +102,10 @@ def test_trainer_follows_the_schedule_per_step():
     trainer = MLETrainer(policy, split, config)
     seen = []
     step = trainer._step
-    trainer._step = lambda *a: (seen.append(trainer.optimizer.param_groups[0]["lr"]), step(*a))[1]
+    trainer._step = lambda *a, **k: (
+        seen.append(trainer.optimizer.param_groups[0]["lr"]),
+        step(*a, **k),
+    )[1]
     trainer.fit()
     per_epoch = len(seen) // 4
     assert seen[per_epoch - 1] == pytest.approx(0.01)  # warm-up ends with the first epoch
