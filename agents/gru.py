@@ -59,6 +59,7 @@ class GRUPolicy(SequencePolicy):
     """The stable name saved files give this class (see ``recgym._torch_io``)."""
 
     config_class = GRUConfig
+    padding_invariant = True  # extra left padding changes no state
 
     def __init__(
         self,

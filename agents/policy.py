@@ -43,6 +43,11 @@ class SequencePolicy(nn.Module, ABC):
 
     config_class: type | None = None
 
+    padding_invariant: bool = False
+    """True when dropping all-padding columns from a history's left changes no score: the
+    evaluator then scores short windows trimmed (:mod:`recgym.length_chunks`). Subclasses that
+    set it test it (``tests/agents/test_policies.py``)."""
+
     def __init__(self, *, n_items: int, max_len: int) -> None:
         super().__init__()
         if not isinstance(n_items, int) or n_items < 1:

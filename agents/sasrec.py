@@ -100,6 +100,7 @@ class SASRecPolicy(SequencePolicy):
     """The stable name saved files give this class (see ``recgym._torch_io``)."""
 
     config_class = SASRecConfig
+    padding_invariant = True  # extra left padding changes no state
 
     def __init__(
         self,

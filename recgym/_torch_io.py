@@ -16,6 +16,7 @@ import hashlib
 import os
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -55,6 +56,10 @@ class evaluating:  # noqa: N801 - used like torch.no_grad
 
 
 DIGEST_KEY = "_recgym_sha256"
+MIRROR_KEY = "_recgym_sha256_mirror"
+"""A second copy of the digest, written first (the digest is written last): a flipped byte in
+one key's name would otherwise make a checked file look like an unchecked, pre-digest one."""
+_DIGEST_KEYS = (DIGEST_KEY, MIRROR_KEY)
 """The key under which :func:`atomic_torch_save` stores a dict's content digest."""
 
 
@@ -89,7 +94,7 @@ def _feed(digest: Any, obj: Any) -> None:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temp file beside ``path``, ``fsync`` it and ``os.replace`` it in.
 
-    A dict gets its :func:`content_digest` under :data:`DIGEST_KEY`, which
+    A dict gets its :func:`content_digest` under :data:`DIGEST_KEY` (and :data:`MIRROR_KEY`), which
     :func:`read_weights_only` checks, so a file changed after writing (a flipped byte, a
     partial copy) is an error and not a model with different weights. Temp files that an
     interrupted save of the same ``path`` left behind (older than an hour) are removed.
@@ -97,8 +102,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(obj, Mapping):
-        content = {k: v for k, v in obj.items() if k != DIGEST_KEY}
-        obj = {**content, DIGEST_KEY: content_digest(content)}
+        content = {k: v for k, v in obj.items() if k not in _DIGEST_KEYS}
+        digest = content_digest(content)
+        obj = {MIRROR_KEY: digest, **content, DIGEST_KEY: digest}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -127,7 +133,9 @@ def read_weights_only(path: str | os.PathLike, *, hint: str = "") -> Any:
     """``torch.load(path, weights_only=True)`` onto the CPU, with clear errors.
 
     A dict written by :func:`atomic_torch_save` is checked against its stored digest (and
-    returned without it); files written before digests existed load unchecked.
+    returned without it); files written before digests existed load unchecked. The digest is
+    stored twice (:data:`MIRROR_KEY`), so a flipped byte in one record's key name leaves the
+    other, which then fails on the renamed entry left in the content.
 
     Raises:
         FileNotFoundError: no file at ``path`` (``hint`` is appended to the message).
@@ -137,12 +145,21 @@ def read_weights_only(path: str | os.PathLike, *, hint: str = "") -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}" + (f"; {hint}" if hint else ""))
+    _check_zip_records(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
         raise RecGymError(f"cannot read checkpoint {str(path)!r}: {err}") from err
-    if isinstance(obj, dict) and DIGEST_KEY in obj:
-        stored, actual = obj.pop(DIGEST_KEY), content_digest(obj)
+    if isinstance(obj, dict) and any(key in obj for key in _DIGEST_KEYS):
+        # One record alone (a file from before the mirror, or a damaged key name whose renamed
+        # entry then stays in the content) is checked against the rest as usual.
+        records = [obj.pop(key) for key in _DIGEST_KEYS if key in obj]
+        stored, actual = records[0], content_digest(obj)
+        if len(records) > 1 and records[0] != records[1]:
+            raise RecGymError(
+                f"checkpoint {str(path)!r} is corrupt: its two digest records differ (changed "
+                "on disk or in a copy); restore it from a good copy"
+            )
         if actual != stored:
             raise RecGymError(
                 f"checkpoint {str(path)!r} is corrupt: its content digest is {actual[:16]}..., "
@@ -150,6 +167,23 @@ def read_weights_only(path: str | os.PathLike, *, hint: str = "") -> Any:
                 "restore it from a good copy"
             )
     return obj
+
+
+def _check_zip_records(path: Path) -> None:
+    """Every record of a zip-format checkpoint against its CRC-32 (``torch.load`` skips them): a
+    flipped byte in the pickle can turn the whole dict into another object with no digest."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return  # legacy (non-zip) torch format: torch.load reports what it cannot read
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as err:  # noqa: BLE001 - a damaged header fails in many ways
+        raise RecGymError(f"cannot read checkpoint {str(path)!r}: {err}") from err
+    if bad is not None:
+        raise RecGymError(
+            f"checkpoint {str(path)!r} is corrupt: its record {bad!r} fails its CRC-32 check "
+            "(changed on disk or in a copy); restore it from a good copy"
+        )
 
 
 def class_key(cls: type) -> str:

@@ -35,6 +35,7 @@ from recgym._checks import check_positive_int
 from recgym.candidates import CandidateSampler, csr_entries
 from recgym.device import resolve_device
 from recgym.errors import DataError
+from recgym.length_chunks import is_padding_invariant, score_by_length
 from recgym.metrics import (
     at_least_target,
     check_finite_candidates,
@@ -260,12 +261,20 @@ def evaluate_ranks(
     items, _ = split.dataset.tensors(dev)
     users_t = torch.as_tensor(users, device=dev)
     positions_t = torch.as_tensor(positions, device=dev)
+    # host-side history lengths: short windows are scored trimmed (recgym.length_chunks)
+    lengths = None
+    if is_padding_invariant(recommender):
+        lengths = positions - split.dataset.offsets[users]
     with _inference(recommender):
         for start in range(0, len(users), config.batch_size):
             u = users_t[start : start + config.batch_size]
             p = positions_t[start : start + config.batch_size]
             history = split.dataset.windows(u, p, config.max_len, device=dev)
-            scores = score_fn(history, u)
+            if lengths is None:
+                scores = score_fn(history, u)
+            else:
+                stop = start + len(u)
+                scores = score_by_length(score_fn, history, u, lengths[start:stop])
             _check_scores(scores, len(u), split.dataset.n_items, dev)
             for name, ranker in rankers.items():
                 r, c = ranker(scores, u, p, items[p])

@@ -111,6 +111,11 @@ class Recommender(Protocol):
 
     Returns:
         ``(B, n_items + 1)`` float scores; column ``0`` (padding) is ignored.
+
+    An optional class attribute ``padding_invariant = True`` declares that dropping
+    all-padding columns from the left of ``history`` changes no score; ``recgym.evaluate`` then
+    scores short histories in trimmed chunks (:mod:`recgym.length_chunks`), which on sparse
+    data skips most of the window.
     """
 
     def score(self, history: Tensor, user: Tensor) -> Tensor:

@@ -53,6 +53,58 @@ def test_a_flipped_byte_is_an_error_never_different_weights(tmp_path_factory, of
     assert content_digest(loaded) == content_digest(payload())
 
 
+@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize("char", [0, 7, 13])
+def test_a_flipped_byte_in_a_digest_key_name_is_an_error(tmp_path, which, char):
+    # Once a loaded file whose digest key was renamed passed as a file without a digest.
+    path = atomic_torch_save(payload(), tmp_path / "ckpt.pt")
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data)) if data.startswith(DIGEST_KEY.encode(), i)]
+    assert len(starts) == 2  # the digest and its mirror
+    data[starts[which] + char] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(RecGymError, match="corrupt"):
+        read_weights_only(path)
+
+
+def test_a_flip_that_changes_the_pickled_structure_fails_the_zip_crc(tmp_path):
+    # SETITEMS -> TUPLE at the pickle's end once loaded a tuple: no dict, so no digest to check.
+    path = atomic_torch_save(payload(), tmp_path / "ckpt.pt")
+    data = bytearray(path.read_bytes())
+    data[data.index(b"u.PK")] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(RecGymError, match="CRC-32"):
+        read_weights_only(path)
+
+
+@pytest.mark.slow
+def test_every_single_bit_flip_is_an_error_or_changes_nothing(tmp_path):
+    path = atomic_torch_save(payload(), tmp_path / "ckpt.pt")
+    original, good = path.read_bytes(), content_digest(payload())
+    silent = []
+    for offset in range(len(original)):
+        for bit in range(8):
+            data = bytearray(original)
+            data[offset] ^= 1 << bit
+            path.write_bytes(bytes(data))
+            try:
+                loaded = read_weights_only(path)
+            except RecGymError:
+                continue
+            if content_digest(loaded) != good:
+                silent.append((offset, bit))
+    assert silent == []
+
+
+def test_a_file_with_one_digest_record_is_still_checked(tmp_path):
+    content = payload()
+    torch.save({**content, DIGEST_KEY: content_digest(content)}, tmp_path / "old.pt")
+    assert content_digest(read_weights_only(tmp_path / "old.pt")) == content_digest(content)
+    torch.save({**content, DIGEST_KEY: "0" * 64}, tmp_path / "bad.pt")
+    with pytest.raises(RecGymError, match="corrupt"):
+        read_weights_only(tmp_path / "bad.pt")
+
+
 def test_a_changed_tensor_fails_the_digest(tmp_path):
     path = atomic_torch_save(payload(), tmp_path / "ckpt.pt")
     raw = torch.load(path, weights_only=True)

@@ -157,6 +157,7 @@ class ACVAEPolicy(SequencePolicy):
     """The stable name saved files give this class (see ``recgym._torch_io``)."""
 
     config_class = ACVAEConfig
+    padding_invariant = True  # extra left padding changes no state
 
     def __init__(
         self,
