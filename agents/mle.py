@@ -294,6 +294,7 @@ class MLETrainer(DistributedMLEMixin):
                 where=where,
                 chunk_size=cfg.loss_chunk,
                 matmul_dtype=LOSS_DTYPES[cfg.loss_dtype],
+                compiled=cfg.compile_loss,
             )
 
         if self.perturbation is None:

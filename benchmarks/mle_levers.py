@@ -7,7 +7,9 @@ training windows per setting, cumulative from the pre-issue arithmetic:
 - ``fused``: the fused chunked CE (``MLEConfig.loss_chunk = 256``);
 - ``fused+trim``: plus each batch's all-padding leading columns dropped (exact);
 - ``bucketed``: plus length-bucketed batches (``MLEConfig.batching = "bucketed"``);
-- ``bucketed+bf16``: plus bfloat16 matmuls in the CE (``MLEConfig.loss_dtype``).
+- ``bucketed+bf16``: plus bfloat16 matmuls in the CE (``MLEConfig.loss_dtype``);
+- ``bucketed+bf16+compiled``: plus the CE's softmax step as one ``torch.compile`` kernel
+  (``MLEConfig.compile_loss``; compiled before the timed epochs, in an untimed warm-up step).
 
 Each setting keeps its own model and optimiser; the settings alternate epoch by epoch (the
 first round also pays allocation and Adam warm-up, so the faster of ``--repeats`` rounds is
@@ -32,12 +34,13 @@ import torch
 DEFAULT_DATA = os.environ.get(
     "RECGYM_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")
 )
-LEVERS = {  # name -> (chunk, trim, batching, matmul dtype)
-    "dense": (None, False, "random", torch.float32),
-    "fused": (256, False, "random", torch.float32),
-    "fused+trim": (256, True, "random", torch.float32),
-    "bucketed": (256, True, "bucketed", torch.float32),
-    "bucketed+bf16": (256, True, "bucketed", torch.bfloat16),
+LEVERS = {  # name -> (chunk, trim, batching, matmul dtype, compiled softmax step)
+    "dense": (None, False, "random", torch.float32, False),
+    "fused": (256, False, "random", torch.float32, False),
+    "fused+trim": (256, True, "random", torch.float32, False),
+    "bucketed": (256, True, "bucketed", torch.float32, False),
+    "bucketed+bf16": (256, True, "bucketed", torch.bfloat16, False),
+    "bucketed+bf16+compiled": (256, True, "bucketed", torch.bfloat16, True),
 }
 
 
@@ -46,7 +49,7 @@ def epoch(state: dict, inputs, targets, lengths, lever: tuple, batch_size: int) 
     from agents.losses import sequence_loss
     from agents.sequences import bucketed_minibatches, drop_padding_columns, minibatches
 
-    chunk, trim, batching, dtype = lever
+    chunk, trim, batching, dtype, compiled = lever
     policy, optimizer, order = state["policy"], state["optimizer"], state["order"]
     policy.train()
     if batching == "bucketed":
@@ -59,7 +62,9 @@ def epoch(state: dict, inputs, targets, lengths, lever: tuple, batch_size: int) 
     for x, y in batches:
         if trim:
             x, y = drop_padding_columns(x, y)
-        loss = sequence_loss(policy, x, y, loss="ce", chunk_size=chunk, matmul_dtype=dtype)
+        loss = sequence_loss(
+            policy, x, y, loss="ce", chunk_size=chunk, matmul_dtype=dtype, compiled=compiled
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -97,6 +102,12 @@ def main(argv: list[str] | None = None) -> None:
         optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3, betas=(0.9, 0.98))
         states[name] = {"policy": policy, "optimizer": optimizer,
                         "order": torch.Generator().manual_seed(0)}  # fmt: skip
+    if any(LEVERS[name][4] for name in args.levers):  # compile outside the timed epochs
+        from agents.losses import sequence_loss
+
+        policy = zoo.new_policy("sasrec")
+        sequence_loss(policy, inputs[:8], targets[:8], chunk_size=256, compiled=True,
+                      matmul_dtype=torch.bfloat16).backward()  # fmt: skip
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in args.levers}
     for _ in range(args.repeats):
         for name in args.levers:

@@ -143,6 +143,7 @@ class ModelZoo:
             settings |= dict(
                 lr=c.sasrec_lr, batch_size=self.sasrec_batch_size(), lr_schedule="cosine",
                 batching=c.sasrec_batching, loss_dtype=c.sasrec_loss_dtype,
+                compile_loss=c.sasrec_compile_loss,
                 warmup_epochs=1.0, schedule_epochs=c.sasrec_schedule_epochs,
                 min_epochs=c.sasrec_min_epochs,
             )  # fmt: skip

@@ -30,6 +30,8 @@ class ZooConfig:
         sasrec_batching, sasrec_loss_dtype: ``MLEConfig.batching`` / ``loss_dtype`` of SASRec
             MLE from scratch (length-bucketed batches and bf16 CE matmuls: ~3x cheaper epochs
             on Amazon Beauty, docs/benchmarks.md "Amazon Beauty: time to quality").
+        sasrec_compile_loss: ``MLEConfig.compile_loss`` of SASRec MLE from scratch (the CE's
+            softmax step as one ``torch.compile`` kernel; needs a C++ compiler on CPU).
         sasrec_schedule_epochs: the cosine's length in epochs.
         sasrec_min_epochs: SASRec MLE's ``MLEConfig.min_epochs``: validations before this epoch
             never use up patience, so training outlasts the high-lr phase (issue 22; ``0`` =
@@ -65,6 +67,7 @@ class ZooConfig:
     sasrec_batch_targets: int = 2500
     sasrec_batching: str = "bucketed"
     sasrec_loss_dtype: str = "bfloat16"
+    sasrec_compile_loss: bool = False
     sasrec_schedule_epochs: int = 40
     sasrec_min_epochs: int = 20
     eval_every: int = 2
@@ -86,11 +89,12 @@ class ZooConfig:
     def __post_init__(self) -> None:
         if self.mle_loss not in ("ce", "bce"):
             raise ValueError(f"ZooConfig.mle_loss must be 'ce' or 'bce'; got {self.mle_loss!r}")
-        if not isinstance(self.monitor_test, bool):
-            raise ValueError(f"ZooConfig.monitor_test must be a bool; got {self.monitor_test!r}")
+        for name in ("monitor_test", "sasrec_compile_loss"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ZooConfig.{name} must be a bool; got {getattr(self, name)!r}")
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if item.name == "monitor_test":
+            if item.name in ("monitor_test", "sasrec_compile_loss"):
                 continue
             if item.name in ("mle_loss", "sasrec_batching", "sasrec_loss_dtype") or (
                 item.name == "sasrec_batch_size" and value is None

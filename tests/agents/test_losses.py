@@ -140,3 +140,36 @@ def test_mle_config_rejects_unknown_speed_settings():
         MLEConfig(batching="sorted")
     with pytest.raises(TypeError, match="trim_padding must be a bool"):
         MLEConfig(trim_padding=1)
+    with pytest.raises(TypeError, match="compile_loss must be a bool"):
+        MLEConfig(compile_loss="yes")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_compiled_softmax_step_gives_the_dense_loss_and_gradients(dtype):
+    # the compiled path (one fused kernel per chunk) against the dense loss: weighted rows,
+    # a ragged last chunk (dynamic shapes) and a loss without gradients
+    g = torch.Generator().manual_seed(4)
+    states = torch.randn(53, 8, generator=g, dtype=dtype, requires_grad=True)
+    table = torch.randn(20, 8, generator=g, dtype=dtype, requires_grad=True)
+    targets = torch.randint(1, 20, (53,), generator=g)
+    weights = torch.rand(53, generator=g, dtype=dtype)
+    for w in (None, weights):
+        dense = _dense(states, table, targets, w)
+        fused = chunked_cross_entropy(
+            states, table, targets, weights=w, chunk_size=16, compiled=True
+        )
+        torch.testing.assert_close(fused, dense)
+        pairs = zip(
+            torch.autograd.grad(dense, (states, table)),
+            torch.autograd.grad(fused, (states, table)),
+            strict=True,
+        )
+        for a, b in pairs:
+            torch.testing.assert_close(a, b)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            chunked_cross_entropy(states, table, targets, chunk_size=16, compiled=True),
+            _dense(states, table, targets),
+        )
+    with pytest.raises(TypeError, match="compiled must be a bool"):
+        chunked_cross_entropy(states, table, targets, compiled=1)
