@@ -2,7 +2,8 @@
 
 Each argument is a JSON object of :class:`agents.mle.MLEConfig` overrides on top of the zoo's
 SASRec MLE settings as of before issue 21 (``ModelZoo.mle_config()``: constant lr 1e-3, batch
-128), plus an optional ``"seed"`` and an optional ``"model"`` object of ``SASRecConfig``
+128; with ``--fresh``, today's from-scratch settings), plus an optional ``"seed"`` and an
+optional ``"model"`` object of ``SASRecConfig``
 overrides (e.g. ``{"dropout": 0.5}``). ``total_cpu_s`` is the process's CPU time (robust to other
 jobs on a shared machine; ``cpu_to_best_s`` scales it to the best epoch).
 One JSON line per setting: median epoch seconds, best epoch, seconds to the best (validation
@@ -31,7 +32,7 @@ DEFAULT_DATA = os.environ.get(
 )
 
 
-def run(spec: str, split, data_name: str) -> dict:
+def run(spec: str, split, data_name: str, fresh: bool = False) -> dict:
     from agents.experiments.zoo import ModelZoo, ZooConfig
     from agents.mle import MLETrainer
     from recgym import evaluate
@@ -48,7 +49,7 @@ def run(spec: str, split, data_name: str) -> dict:
         config = dataclasses.replace(policy.config, **model)
         with forked_global_rng(seed):
             policy = SASRecPolicy(config, n_items=split.dataset.n_items)
-    trainer = MLETrainer(policy, split, zoo.mle_config(**overrides))
+    trainer = MLETrainer(policy, split, zoo.mle_config(fresh_sasrec=fresh, **overrides))
     tic, cpu = time.perf_counter(), time.process_time()
     result = trainer.fit()
     total, cpu = time.perf_counter() - tic, time.process_time() - cpu
@@ -77,11 +78,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default="ml-100k")
     parser.add_argument("--data-dir", default=DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="on top of today's from-scratch SASRec settings (ModelZoo.mle_config(fresh_sasrec="
+        "True): warm-up + cosine, bucketed batches, bf16 CE) instead of the pre-issue-21 ones",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     split = leave_one_out(load_dataset(args.data, data_dir=args.data_dir))
     for spec in args.specs:
-        print(json.dumps(run(spec, split, args.data)), flush=True)
+        print(json.dumps(run(spec, split, args.data, fresh=args.fresh)), flush=True)
 
 
 if __name__ == "__main__":
