@@ -250,3 +250,25 @@ def test_monitor_must_be_callable(synthetic):
         MLETrainer(policy, split, monitor="test")
     with pytest.raises(ValueError, match="ZooConfig.monitor_test must be a bool"):
         ZooConfig(monitor_test=1)
+
+
+def test_sasrec_dropout_follows_the_sparsity_of_the_windows():
+    import numpy as np
+
+    from recgym import SequenceDataset, leave_one_out
+
+    rng = np.random.default_rng(0)
+    short = [rng.integers(1, 60, size=6).tolist() for _ in range(40)]  # Amazon-like histories
+    long = [rng.integers(1, 60, size=80).tolist() for _ in range(40)]  # MovieLens-like
+    sparse = ModelZoo(leave_one_out(SequenceDataset.from_sequences(short, n_items=60)), seed=0)
+    dense = ModelZoo(leave_one_out(SequenceDataset.from_sequences(long, n_items=60)), seed=0)
+    assert sparse.sasrec_dropout() == 0.5 and sparse.new_policy("sasrec").config.dropout == 0.5
+    assert dense.sasrec_dropout() == 0.2 and dense.new_policy("sasrec").config.dropout == 0.2
+    fixed = ModelZoo(sparse.split, ZooConfig(sasrec_dropout=0.3), seed=0)
+    assert fixed.new_policy("sasrec").config.dropout == 0.3
+    # the rate does not change the initial weights' draws
+    a, b = sparse.new_policy("sasrec"), fixed.new_policy("sasrec")
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+    for bad in (1.0, -0.1, "0.5", True):
+        with pytest.raises(ValueError, match="sasrec_dropout must be None or a float"):
+            ZooConfig(sasrec_dropout=bad)
