@@ -44,8 +44,8 @@ class SequencePolicy(nn.Module, ABC):
     config_class: type | None = None
 
     padding_invariant: bool = False
-    """True when dropping all-padding columns from a history's left changes no score: the
-    evaluator then scores short windows trimmed (:mod:`recgym.length_chunks`). Subclasses that
+    """Whether dropping all-padding columns from a history's left changes no score; when it is
+    True the evaluator scores short windows trimmed (``recgym.length_chunks``). Subclasses that
     set it test it (``tests/agents/test_policies.py``)."""
 
     def __init__(self, *, n_items: int, max_len: int) -> None:

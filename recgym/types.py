@@ -114,7 +114,7 @@ class Recommender(Protocol):
 
     An optional class attribute ``padding_invariant = True`` declares that dropping
     all-padding columns from the left of ``history`` changes no score; ``recgym.evaluate`` then
-    scores short histories in trimmed chunks (:mod:`recgym.length_chunks`), which on sparse
+    scores short histories in trimmed chunks (``recgym.length_chunks``), which on sparse
     data skips most of the window.
     """
 
