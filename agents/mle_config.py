@@ -59,8 +59,9 @@ class MLEConfig:
             AVX512-BF16 and on GPUs, softmax and accumulation stay fp32).
         compile_loss: run the chunked CE's per-chunk softmax and logit gradient as one
             ``torch.compile`` kernel (two sweeps over the logits instead of six; the first
-            fit in a process pays the compilation, ~40 s on a CPU with a cold inductor cache,
-            and needs a C++ compiler there). The same loss to float rounding.
+            fit in a process pays the compilation, ~16 s on a CPU with a cold inductor cache
+            and ~4 s with a warm one, and needs a C++ compiler there). The same loss to float
+            rounding.
         trim_padding: drop each batch's all-padding leading columns before the forward pass
             (:func:`agents.sequences.drop_padding_columns`): the same loss and gradients for a
             left-padding-invariant policy (SASRec, GRU4Rec); turn off for a policy that is not.

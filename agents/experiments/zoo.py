@@ -166,11 +166,19 @@ class ModelZoo:
         mean training targets per window, clamped to 64..256."""
         if self.config.sasrec_batch_size is not None:
             return self.config.sasrec_batch_size
-        from agents.sequences import training_windows
-
-        inputs, targets = training_windows(self.split, self.config.max_len)
-        per_window = float((targets > 0).sum()) / max(len(inputs), 1)
+        per_window = self._window_stats()[1]
         return int(min(256, max(64, round(self.config.sasrec_batch_targets / max(per_window, 1)))))
+
+    def _window_stats(self) -> tuple[float, float]:
+        """``(fill, targets per window)`` of the training windows, computed once per zoo."""
+        if "_window_stats_cache" not in self.__dict__:
+            from agents.sequences import training_windows
+
+            inputs, targets = training_windows(self.split, self.config.max_len)
+            fill = float((inputs != 0).float().mean()) if inputs.numel() else 1.0
+            per_window = float((targets > 0).sum()) / max(len(inputs), 1)
+            self.__dict__["_window_stats_cache"] = (fill, per_window)
+        return self.__dict__["_window_stats_cache"]
 
     def adversarial_config(self, **overrides: Any):
         """The MFGAN / EB-SeqGAN loop settings (start evaluated, best-on-validation kept)."""
@@ -191,11 +199,7 @@ class ModelZoo:
         less than a quarter full, else 0.2 (the SASRec paper's two settings)."""
         if self.config.sasrec_dropout is not None:
             return float(self.config.sasrec_dropout)
-        from agents.sequences import training_windows
-
-        inputs, _ = training_windows(self.split, self.config.max_len)
-        fill = float((inputs != 0).float().mean()) if inputs.numel() else 1.0
-        return 0.5 if fill < SPARSE_FILL else 0.2
+        return 0.5 if self._window_stats()[0] < SPARSE_FILL else 0.2
 
     def new_policy(self, kind: str) -> SequencePolicy:
         """A freshly initialised SASRec (2 blocks, 1 head, :meth:`sasrec_dropout`) or GRU4Rec
